@@ -1,0 +1,112 @@
+"""One typed configuration object for every stackwatch process.
+
+Values come from `STACKWATCH_*` environment variables (nested groups use a double
+underscore, e.g. `STACKWATCH_GATEWAY__PORT=9212`) or an optional `.env` file. Secrets are
+`SecretStr` so they never appear in logs or reprs. Every field is documented in the README.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BrokerProfile = Literal["tansu", "kafka"]
+
+
+class TopicSettings(BaseModel):
+    """Kafka topic names and partition count (see README "Topics")."""
+
+    raw: str = "stackwatch.raw"
+    readings: str = "stackwatch.readings"
+    minute: str = "stackwatch.minute"
+    hour: str = "stackwatch.hour"
+    day: str = "stackwatch.day"
+    alerts: str = "stackwatch.alerts"
+    alert_commands: str = "stackwatch.alert-commands"
+    deadletter: str = "stackwatch.deadletter"
+    partitions: int = Field(
+        default=4,
+        ge=1,
+        description="Partitions of every stackwatch topic. All topics are keyed by stack, so "
+        "the same partition count keeps one stack's data co-partitioned across stages.",
+    )
+
+
+class GatewaySettings(BaseModel):
+    """HJ 212 TCP gateway."""
+
+    host: str = "127.0.0.1"
+    port: int = 9212
+    idle_timeout_s: float = Field(default=300.0, gt=0, description="Close idle connections.")
+    max_connections: int = Field(default=5000, ge=1)
+    registry_file: Path | None = Field(
+        default=None,
+        description="YAML stack registry (MN, password, sector, process). None = built-in demo.",
+    )
+    auto_register: bool = Field(
+        default=False,
+        description="Accept unknown MNs (replay of foreign captures) instead of rejecting them.",
+    )
+
+
+class Settings(BaseSettings):
+    """All stackwatch configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STACKWATCH_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        default=Path(".stackwatch"),
+        description="Where the embedded services keep data, logs and PID files.",
+    )
+    broker_profile: BrokerProfile = Field(
+        default="tansu",
+        description="'tansu' applies the embedded broker's workarounds (one record per producer "
+        "batch, short session timeouts); 'kafka' keeps Faust's normal batching.",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="host:port of the Kafka broker. None = the embedded Tansu started by "
+        "`stackwatch services up` (read from the data directory).",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL/TimescaleDB DSN. None = the embedded PostgreSQL 18.",
+    )
+    timescale_url: SecretStr | None = Field(
+        default=None,
+        description="DSN of a TimescaleDB used only to prove Timescale SQL (PGlite). Optional.",
+    )
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    metrics_port: int = Field(default=9308, description="Prometheus endpoint of a worker.")
+    web_port: int = Field(default=6066, description="Faust web / alert acknowledgement port.")
+    web_host: str = Field(default="127.0.0.1", description="Faust web binds here, never 0.0.0.0.")
+    grafana_url: str = Field(
+        default="http://localhost:3000",
+        description="Base URL used for links in alert notifications.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the acknowledgement endpoint. Required in production.",
+    )
+    topics: TopicSettings = TopicSettings()
+    gateway: GatewaySettings = GatewaySettings()
+
+    def resolved_data_dir(self) -> Path:
+        """Absolute data directory (created on demand by the services module)."""
+        return self.data_dir.expanduser().resolve()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return Settings()
