@@ -15,6 +15,11 @@ from typing import Any
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The `extra={...}` fields of a record."""
+    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED and not k.startswith("_")}
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object per line."""
 
@@ -25,9 +30,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        payload.update(
-            {k: v for k, v in record.__dict__.items() if k not in _RESERVED and not k.startswith("_")}
-        )
+        payload.update(_extras(record))
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str, ensure_ascii=False)
@@ -37,11 +40,7 @@ class ConsoleFormatter(logging.Formatter):
     """`time level logger: message key=value …` for terminals."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{k}={v}"
-            for k, v in record.__dict__.items()
-            if k not in _RESERVED and not k.startswith("_")
-        )
+        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
         ts = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         line = f"{ts} {record.levelname:<7} {record.name}: {record.getMessage()}"
         if extras:
