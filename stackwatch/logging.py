@@ -17,7 +17,9 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     """The `extra={...}` fields of a record."""
-    return {k: v for k, v in record.__dict__.items() if k not in _RESERVED and not k.startswith("_")}
+    return {
+        k: v for k, v in record.__dict__.items() if k not in _RESERVED and not k.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
