@@ -1,0 +1,162 @@
+"""The stack registry: which data logger (MN) belongs to which stack, plant, sector and process.
+
+The gateway authenticates MN + PW against it, the decoder resolves the stack, sector and
+process (and so the limits that apply) from it. It is configuration data (YAML), validated
+by pydantic; passwords are stored as SHA-256 hashes in files meant for production and may be
+given in clear for simulators/demos (`password`), never both.
+
+Canonical sector/process identifiers are shared with the limit catalogue and simulators:
+
+| sector | processes |
+|---|---|
+| power | coal_boiler |
+| boiler | coal_boiler, gas_boiler |
+| cement | kiln_tail, kiln_head, coal_mill, cement_mill, packing, grinding_workshop |
+| steel | sinter, pellet, coke_oven, reheating_furnace, hot_blast_stove, other |
+| coking | coke_oven_stack, charging, pushing, dry_quenching |
+| aluminium | electrolysis |
+| carbon | anode_baking |
+| glass | furnace |
+| coal_chemical | boiler |
+| ceramics | kiln |
+| brick | kiln |
+| refractory | kiln |
+| industrial_furnace | other |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+SECTOR_PROCESSES: dict[str, tuple[str, ...]] = {
+    "power": ("coal_boiler",),
+    "boiler": ("coal_boiler", "gas_boiler"),
+    "cement": (
+        "kiln_tail",
+        "kiln_head",
+        "coal_mill",
+        "cement_mill",
+        "packing",
+        "grinding_workshop",
+    ),
+    "steel": ("sinter", "pellet", "coke_oven", "reheating_furnace", "hot_blast_stove", "other"),
+    "coking": ("coke_oven_stack", "charging", "pushing", "dry_quenching"),
+    "aluminium": ("electrolysis",),
+    "carbon": ("anode_baking",),
+    "glass": ("furnace",),
+    "coal_chemical": ("boiler",),
+    "ceramics": ("kiln",),
+    "brick": ("kiln",),
+    "refractory": ("kiln",),
+    "industrial_furnace": ("other",),
+}
+
+
+def hash_password(password: str) -> str:
+    """SHA-256 hex digest used for stored logger passwords."""
+    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+class StackInfo(BaseModel):
+    """One monitored point (a stack, or a workshop dust monitor) and its data logger."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stack_id: str = Field(description="Stable id used as the Kafka key and database key.")
+    mn: str = Field(min_length=1, max_length=24, description="HJ 212 MN of the data logger.")
+    password: SecretStr | None = Field(default=None, description="Clear PW (demo/simulator).")
+    password_sha256: str | None = Field(default=None, description="Hashed PW (production).")
+    name: str = ""
+    plant: str = ""
+    city: str = ""
+    province: str = ""
+    sector: str
+    process: str
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    program: str | None = Field(
+        default=None, description="Limit program applying to this stack (None = catalogue default)."
+    )
+    rtd_interval_s: int = Field(default=30, ge=1, description="Expected real-time interval.")
+    min_interval_min: int = Field(default=1, ge=1, description="Expected minute-data interval.")
+    limit_overrides: dict[str, float] = Field(
+        default_factory=dict, description="Per-stack limit overrides, factor code → mg/m³."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> StackInfo:
+        if self.sector not in SECTOR_PROCESSES:
+            raise ValueError(f"unknown sector {self.sector!r}")
+        if self.process not in SECTOR_PROCESSES[self.sector]:
+            raise ValueError(f"unknown process {self.process!r} for sector {self.sector!r}")
+        if self.password is not None and self.password_sha256 is not None:
+            raise ValueError("give either password or password_sha256, not both")
+        return self
+
+    def password_matches(self, pw: str | None) -> bool:
+        """Constant-time PW check; a stack without a password accepts any PW."""
+        if self.password is not None:
+            return pw is not None and hmac.compare_digest(self.password.get_secret_value(), pw)
+        if self.password_sha256 is not None:
+            return pw is not None and hmac.compare_digest(self.password_sha256, hash_password(pw))
+        return True
+
+
+class StackRegistry(BaseModel):
+    """All known stacks, indexed by MN and by stack id."""
+
+    stacks: list[StackInfo] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> StackRegistry:
+        for attr in ("mn", "stack_id"):
+            seen: set[str] = set()
+            for stack in self.stacks:
+                value = getattr(stack, attr)
+                if value in seen:
+                    raise ValueError(f"duplicate {attr} {value!r} in registry")
+                seen.add(value)
+        return self
+
+    def by_mn(self, mn: str | None) -> StackInfo | None:
+        """The stack whose logger has this MN, if registered."""
+        if mn is None:
+            return None
+        return self._mn_index().get(mn)
+
+    def by_id(self, stack_id: str) -> StackInfo | None:
+        """The stack with this id, if registered."""
+        return {s.stack_id: s for s in self.stacks}.get(stack_id)
+
+    def _mn_index(self) -> dict[str, StackInfo]:
+        index: dict[str, StackInfo] | None = self.__dict__.get("_mn_cache")
+        if index is None or len(index) != len(self.stacks):
+            index = {s.mn: s for s in self.stacks}
+            self.__dict__["_mn_cache"] = index
+        return index
+
+    def with_stacks(self, extra: Iterable[StackInfo]) -> StackRegistry:
+        """A new registry with more stacks (e.g. auto-registered MNs during replay)."""
+        return StackRegistry(stacks=[*self.stacks, *extra])
+
+    @classmethod
+    def load(cls, path: Path) -> StackRegistry:
+        """Load and validate a YAML registry file (`stacks: [...]`)."""
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return cls.model_validate(data)
+
+    def dump(self, path: Path) -> None:
+        """Write the registry as YAML (clear passwords are written as hashes)."""
+        rows = []
+        for stack in self.stacks:
+            row = stack.model_dump(mode="json", exclude_none=True, exclude={"password"})
+            if stack.password is not None:
+                row["password_sha256"] = hash_password(stack.password.get_secret_value())
+            rows.append(row)
+        path.write_text(yaml.safe_dump({"stacks": rows}, allow_unicode=True, sort_keys=False))

@@ -1,0 +1,79 @@
+"""Stack registry: validation, lookup, password checks and the YAML round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from stackwatch.registry import StackInfo, StackRegistry, hash_password
+
+
+def _stack(**kw: object) -> StackInfo:
+    base: dict[str, object] = {
+        "stack_id": "smx-cement-mill-1",
+        "mn": "41120001CM0001",
+        "password": "123456",
+        "sector": "cement",
+        "process": "cement_mill",
+    }
+    base.update(kw)
+    return StackInfo.model_validate(base)
+
+
+def test_sha256_of_known_password() -> None:
+    # sha256("123456") is a well-known digest.
+    assert hash_password("123456") == (
+        "8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92"
+    )
+
+
+def test_clear_password_matches_only_itself() -> None:
+    stack = _stack()
+    assert stack.password_matches("123456")
+    assert not stack.password_matches("654321")
+    assert not stack.password_matches(None)
+
+
+def test_hashed_password_matches() -> None:
+    stack = _stack(password=None, password_sha256=hash_password("s3cret"))
+    assert stack.password_matches("s3cret")
+    assert not stack.password_matches("123456")
+
+
+def test_unknown_sector_and_process_rejected() -> None:
+    with pytest.raises(ValidationError, match="unknown sector"):
+        _stack(sector="bakery")
+    with pytest.raises(ValidationError, match="unknown process"):
+        _stack(process="sinter")
+
+
+def test_duplicate_mn_rejected() -> None:
+    a = _stack()
+    b = _stack(stack_id="other")
+    with pytest.raises(ValidationError, match="duplicate mn"):
+        StackRegistry(stacks=[a, b])
+
+
+def test_lookup_by_mn_and_id() -> None:
+    reg = StackRegistry(stacks=[_stack(), _stack(stack_id="s2", mn="MN2")])
+    found = reg.by_mn("MN2")
+    assert found is not None and found.stack_id == "s2"
+    assert reg.by_mn("nope") is None
+    assert reg.by_mn(None) is None
+    extended = reg.with_stacks([_stack(stack_id="s3", mn="MN3")])
+    assert extended.by_mn("MN3") is not None
+    assert reg.by_mn("MN3") is None
+
+
+def test_yaml_round_trip_hashes_clear_passwords(tmp_path: Path) -> None:
+    path = tmp_path / "registry.yaml"
+    StackRegistry(stacks=[_stack()]).dump(path)
+    text = path.read_text()
+    assert "123456" not in text
+    loaded = StackRegistry.load(path)
+    stack = loaded.by_mn("41120001CM0001")
+    assert stack is not None
+    assert stack.password_matches("123456")
+    assert not stack.password_matches("000000")
