@@ -55,3 +55,111 @@ class DeadLetter(BaseModel):
 def utc_iso(dt: datetime) -> str:
     """ISO 8601 text of an aware datetime (helper for logs and CLI output)."""
     return dt.isoformat()
+
+
+class ReadingKind(StrEnum):
+    """Which HJ 212 upload a reading came from (HJ 212-2017 Table 9)."""
+
+    REALTIME = "realtime"  # CN 2011: instantaneous values, DataTime = sampling instant
+    MINUTE = "minute"  # CN 2051: DataTime = interval start
+    HOUR = "hour"  # CN 2061
+    DAY = "day"  # CN 2031
+    EVENT = "event"  # any other CN (heartbeat 8013, facility state 2021, vendor codes)
+
+
+CN_KINDS: dict[str, ReadingKind] = {
+    "2011": ReadingKind.REALTIME,
+    "2051": ReadingKind.MINUTE,
+    "2061": ReadingKind.HOUR,
+    "2031": ReadingKind.DAY,
+}
+
+
+class FactorReading(BaseModel):
+    """One factor of one reading, normalised.
+
+    `value` is the logger's measured standard-dry value (`-Rtd` or `-Avg`); `zs` is the value
+    *we* converted to the reference O2 of the stack's limit (None when no reference applies or
+    the conversion was refused, `zs_issue` says why); `logger_zs` is what the logger sent as
+    `-ZsRtd/-ZsAvg`, kept to detect disagreement (a fraud and misconfiguration signal).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float | None = None
+    flag: str = "N"
+    min: float | None = None
+    max: float | None = None
+    cou: float | None = None
+    zs: float | None = None
+    zs_issue: str | None = None
+    logger_zs: float | None = None
+
+
+class Reading(BaseModel):
+    """A validated, normalised reading: one stack, one upload, one DataTime, all factors."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stack_id: str
+    mn: str
+    st: str | None = None
+    cn: str
+    kind: ReadingKind
+    sector: str
+    process: str
+    data_time: AwareDatetime | None = Field(description="+08:00; None only for events.")
+    received_at: AwareDatetime
+    peer: str = ""
+    ref_o2: float | None = Field(default=None, description="Reference O2 applied to `zs` (%).")
+    o2: float | None = Field(default=None, description="Measured dry O2 (%) used for `zs`.")
+    flow_std_dry_m3_h: float | None = Field(
+        default=None, description="Standard dry flue-gas flow (HJ 212-2017 App. D eq. 31)."
+    )
+    values: dict[str, FactorReading] = Field(default_factory=dict)
+    emission_kg_h: dict[str, float] = Field(
+        default_factory=dict, description="Emission rate per factor (App. D eq. 33)."
+    )
+    warnings: list[str] = Field(default_factory=list)
+    cp: dict[str, str] = Field(default_factory=dict, description="Other CP fields (events).")
+
+    @property
+    def dedup_key(self) -> str:
+        """Natural key: duplicates (same stack, CN, DataTime) are idempotent downstream."""
+        dt = self.data_time.isoformat() if self.data_time is not None else self.received_at
+        return f"{self.stack_id}|{self.cn}|{dt}"
+
+
+class AggregateRecord(BaseModel):
+    """A minute, hour or day aggregate of one factor at one stack (the aggregates topics).
+
+    `source` says who computed the constituent minutes: `logger` (official 2051 minutes) or
+    `platform` (minutes derived here from real-time samples, for loggers that send no 2051).
+    A late correction within the grace period is re-emitted with a higher `revision`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    stack_id: str
+    factor: str
+    period: str = Field(description="minute | hour | day")
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    mean: float | None = None
+    zs_mean: float | None = Field(default=None, description="Mean converted to `ref_o2`.")
+    min: float | None = None
+    max: float | None = None
+    valid: bool
+    flag: str
+    valid_count: int
+    total_count: int
+    invalid_reason: str | None = None
+    dominant_invalid_flag: str | None = None
+    mass_kg: float | None = None
+    ref_o2: float | None = None
+    limit_mg_m3: float | None = Field(default=None, description="Ultra-low limit that applied.")
+    source: str = "logger"
+    revision: int = 0
+    logger_mean: float | None = Field(
+        default=None, description="The logger's own 2061/2031 value, where it sent one."
+    )
