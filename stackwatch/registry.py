@@ -85,6 +85,11 @@ class StackInfo(BaseModel):
     )
     rtd_interval_s: int = Field(default=30, ge=1, description="Expected real-time interval.")
     min_interval_min: int = Field(default=1, ge=1, description="Expected minute-data interval.")
+    auto: bool = Field(
+        default=False,
+        description="Auto-registered (e.g. an MN first seen in a replayed foreign capture): its "
+        "sector/process are placeholders, not facts.",
+    )
     limit_overrides: dict[str, float] = Field(
         default_factory=dict, description="Per-stack limit overrides, factor code → mg/m³."
     )

@@ -14,6 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stackwatch.normalise import NormaliseConfig
+from stackwatch.processor import ProcessorConfig
+
 BrokerProfile = Literal["tansu", "kafka"]
 
 
@@ -51,6 +54,44 @@ class GatewaySettings(BaseModel):
         default=False,
         description="Accept unknown MNs (replay of foreign captures) instead of rejecting them.",
     )
+    max_inflight_per_connection: int = Field(
+        default=32,
+        ge=1,
+        description="Frames one connection may have between socket read and broker ack; "
+        "when spent, the gateway stops reading that socket (backpressure).",
+    )
+    max_inflight_total: int = Field(
+        default=4096,
+        ge=1,
+        description="Frames all connections together may have in flight (bounds memory).",
+    )
+
+
+class StreamSettings(BaseModel):
+    """Stream worker: timers and the domain configuration its agents apply."""
+
+    tick_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Timer period that closes idle windows and detects offline loggers.",
+    )
+    processor: ProcessorConfig = ProcessorConfig()
+    normalise: NormaliseConfig = NormaliseConfig()
+
+
+class SmtpSettings(BaseModel):
+    """Outgoing mail server for alert e-mails (`STACKWATCH_SMTP__HOST`, …)."""
+
+    host: str | None = Field(default=None, description="SMTP server. None = e-mail disabled.")
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = Field(default=True, description="Upgrade with STARTTLS (port 587).")
+    use_tls: bool = Field(default=False, description="Implicit TLS from the start (port 465).")
+    sender: str = Field(
+        default="stackwatch <stackwatch@localhost>", description="From: of alert e-mails."
+    )
+    timeout_s: float = Field(default=30.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -100,6 +141,8 @@ class Settings(BaseSettings):
     )
     topics: TopicSettings = TopicSettings()
     gateway: GatewaySettings = GatewaySettings()
+    streams: StreamSettings = StreamSettings()
+    smtp: SmtpSettings = SmtpSettings()
 
     def resolved_data_dir(self) -> Path:
         """Absolute data directory (created on demand by the services module)."""

@@ -1,0 +1,148 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it as `docker compose config` would.
+
+The checks are the ones that break a real `docker compose up`: every service has a pinned
+image (or our build), a health check where others wait for it, `depends_on` conditions that
+name existing services, volumes that are declared, no secret values in the file, every
+STACKWATCH_* variable a real setting, and every stackwatch command one the CLI has.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import typer.main
+import yaml
+
+from stackwatch.cli import app
+from stackwatch.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+
+
+def test_the_full_stack_is_there() -> None:
+    assert {
+        "kafka",
+        "timescaledb",
+        "grafana",
+        "prometheus",
+        "gateway",
+        "worker",
+        "sinks",
+        "simulator",
+        "mailpit",
+        "migrate",
+    } <= set(SERVICES)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_images_are_pinned(name: str) -> None:
+    image = SERVICES[name]["image"]
+    repo, _, tag = image.rpartition(":")
+    assert repo and tag, f"{name}: image {image!r} has no tag"
+    assert tag != "latest"
+    assert re.match(r"^v?\d+\.\d+", tag), f"{name}: tag {tag!r} is not a version"
+
+
+def test_official_images_for_infrastructure() -> None:
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
+    assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert SERVICES["timescaledb"]["image"].startswith("timescale/timescaledb:")
+    assert SERVICES["grafana"]["image"].startswith("grafana/grafana:")
+    assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:")
+
+
+def test_depends_on_waits_for_health_of_services_that_have_health_checks() -> None:
+    for name, svc in SERVICES.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in SERVICES, f"{name} depends on unknown {dep}"
+            condition = cond["condition"]
+            if condition == "service_healthy":
+                assert "healthcheck" in SERVICES[dep], f"{dep} has no healthcheck"
+            else:
+                assert condition == "service_completed_successfully"
+                assert SERVICES[dep].get("restart") == "no"
+
+
+@pytest.mark.parametrize("name", ["kafka", "timescaledb", "gateway", "worker", "sinks", "grafana"])
+def test_long_running_services_have_health_checks(name: str) -> None:
+    check = SERVICES[name]["healthcheck"]
+    assert check["test"][0] in {"CMD", "CMD-SHELL"}
+    assert check["retries"] >= 3
+
+
+def test_named_volumes_are_declared() -> None:
+    declared = set(COMPOSE["volumes"])
+    for name, svc in SERVICES.items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if not source.startswith((".", "/")):
+                assert source in declared, f"{name} uses undeclared volume {source}"
+            else:
+                assert (ROOT / source).exists(), f"{name} mounts missing path {source}"
+
+
+def test_no_secret_values_in_the_file() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for match in re.finditer(r"^\s*([A-Z_]*(?:PASSWORD|TOKEN|SECRET)[A-Z_]*):\s*(\S+)", text, re.M):
+        value = match.group(2)
+        assert value.startswith("${"), f"literal secret for {match.group(1)}: {value}"
+    example = (ROOT / ".env.example").read_text()
+    for line in example.splitlines():
+        if re.match(r"^[A-Z_]*(PASSWORD|TOKEN)=", line):
+            assert line.endswith("="), f".env.example must not carry a value: {line}"
+
+
+def _env_to_setting(name: str) -> list[str]:
+    return name.removeprefix("STACKWATCH_").lower().split("__")
+
+
+def test_every_stackwatch_variable_is_a_setting() -> None:
+    for name, svc in SERVICES.items():
+        for var in svc.get("environment", {}) or {}:
+            if not var.startswith("STACKWATCH_"):
+                continue
+            model: Any = Settings
+            for part in _env_to_setting(var):
+                assert part in model.model_fields, f"{name}: {var} is not a setting"
+                model = model.model_fields[part].annotation
+
+
+def _resolve(words: list[str]) -> click.Command | None:
+    """Follow `words` down the CLI's command tree; the leaf command they name, if any."""
+    cmd: click.Command = typer.main.get_command(app)
+    for word in words:
+        if not isinstance(cmd, click.Group):
+            return cmd
+        sub = cmd.commands.get(word)
+        if sub is None:
+            return None
+        cmd = sub
+    return None if isinstance(cmd, click.Group) else cmd
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, s in SERVICES.items() if (s.get("command") or [""])[0] == "stackwatch")
+)
+def test_every_command_exists_in_the_cli(name: str) -> None:
+    command = SERVICES[name]["command"]
+    leaf = _resolve(command[1:])
+    assert leaf is not None, f"{name}: `{' '.join(command)}` is not a stackwatch command"
+    options = {opt for param in leaf.params for opt in getattr(param, "opts", [])}
+    for word in command[1:]:
+        if word.startswith("--"):
+            assert word in options, f"{name}: {leaf.name} has no option {word}"
+
+
+def test_prometheus_scrapes_every_stackwatch_process() -> None:
+    prom = yaml.safe_load((ROOT / "dashboards/prometheus/prometheus.yml").read_text())
+    targets = {
+        t for job in prom["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    }
+    assert {"gateway:9308", "worker:9308", "sinks:9308"} <= targets
+    assert Settings().metrics_port == 9308
