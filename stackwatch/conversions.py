@@ -1,0 +1,334 @@
+"""Flue-gas unit and condition conversions (HJ 212-2017 Appendix D.2, citing HJ/T 75-2007).
+
+Every function carries its Appendix D equation number. Concentrations are mg/m³ unless the
+name says otherwise; pressures are Pa (HJ 212 reports a01013 in kPa — convert first);
+temperatures are °C; moisture (a01014, reported in %) is a *volume fraction* 0 ≤ Xsw < 1 here.
+
+Two error styles, chosen deliberately:
+
+* The plain physics (eq. 18–22, 29–34) raises `ConversionError` (a `ValueError`) for input
+  that has no physical meaning (NaN, absolute pressure ≤ 0, moisture ≥ 100 %, ...). That is
+  bad data, and the caller turns it into a dead letter with the message as the reason.
+* The oxygen corrections (eq. 26–28) never raise: they return a `Converted` result that is
+  either usable or carries an `issue` and a human-readable `reason`. An O2 reading close to
+  21 % is a normal *operating* state (start-up, shutdown, fan purge with air), not bad data,
+  and the pipeline must keep running and mark the value rather than explode (DOMAIN.md §2.1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+STANDARD_PRESSURE_PA = 101325.0
+"""Standard pressure of HJ 212-2017 App. D eq. 18/31."""
+
+STANDARD_TEMPERATURE_K = 273.0
+"""Standard temperature as written in App. D eq. 18/31 (273, not 273.15)."""
+
+MOLAR_VOLUME_L_PER_MOL = 22.4
+"""Molar volume of an ideal gas at 273 K / 101325 Pa used by App. D eq. 20/22."""
+
+AIR_O2_PERCENT = 21.0
+"""O2 content of air assumed by App. D eq. 26–28."""
+
+Gas = Literal["SO2", "NO", "NO2"]
+
+MOLAR_MASS_G_PER_MOL: dict[str, float] = {"SO2": 64.06, "NO": 30.01, "NO2": 46.01}
+"""Molar masses of App. D eq. 20–22 (g/mol). NOx is always reported as NO2."""
+
+DEFAULT_MAX_O2_PERCENT = 20.0
+"""Project choice, NOT from the standard: at measured O2 ≥ 20.0 % (21 − O2 ≤ 1) a converted
+value is marked unusable, because the factor (21 − O2ref)/(21 − O2) grows without bound near
+air and a 0.1 % O2 error changes the result by ≥ 10 %. Callers may pass another threshold."""
+
+
+class ConversionError(ValueError):
+    """Input with no physical meaning for a conversion (the message says which and why)."""
+
+
+class ConversionIssue(StrEnum):
+    """Why an oxygen-corrected value is not usable."""
+
+    NO_REFERENCE_O2 = "no_reference_o2"
+    O2_NEAR_AIR = "o2_near_air"
+    INVALID_INPUT = "invalid_input"
+
+
+class Converted(BaseModel):
+    """Result of an O2 / excess-air correction: a usable value, or none plus the reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float | None
+    usable: bool
+    issue: ConversionIssue | None = None
+    reason: str | None = None
+
+    @classmethod
+    def ok(cls, value: float) -> Converted:
+        """A usable converted value."""
+        return cls(value=value, usable=True)
+
+    @classmethod
+    def refused(cls, issue: ConversionIssue, reason: str) -> Converted:
+        """No value; `reason` says why (shown to operators and written to the database)."""
+        return cls(value=None, usable=False, issue=issue, reason=reason)
+
+
+def _finite(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConversionError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConversionError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _moisture(moisture_fraction: float) -> float:
+    x = _finite("moisture_fraction", moisture_fraction)
+    if not 0.0 <= x < 1.0:
+        hint = " (a percentage? pass a fraction, e.g. 0.08 for 8 %)" if 1.0 <= x <= 100.0 else ""
+        raise ConversionError(f"moisture_fraction must be in [0, 1), got {x}{hint}")
+    return x
+
+
+def _absolute_pressure(ambient_pa: float, static_pa: float) -> float:
+    p = _finite("ambient_pa", ambient_pa) + _finite("static_pa", static_pa)
+    if p <= 0.0:
+        raise ConversionError(
+            f"absolute flue pressure Ba+Ps must be > 0 Pa, got {p} "
+            "(pressures are Pa; HJ 212 a01013 is kPa)"
+        )
+    return p
+
+
+def _kelvin(temperature_c: float) -> float:
+    t = STANDARD_TEMPERATURE_K + _finite("temperature_c", temperature_c)
+    if t <= 0.0:
+        raise ConversionError(f"flue temperature must be above absolute zero, got {t - 273} °C")
+    return t
+
+
+def to_standard_conditions(
+    c_actual: float, *, ambient_pa: float, static_pa: float, temperature_c: float
+) -> float:
+    """Concentration at actual flue conditions → standard conditions (App. D eq. 18).
+
+    `Csn = Cs × 101325/(Ba + Ps) × (273 + ts)/273`; wet/dry basis is unchanged.
+    """
+    c = _finite("c_actual", c_actual)
+    p = _absolute_pressure(ambient_pa, static_pa)
+    return c * STANDARD_PRESSURE_PA / p * _kelvin(temperature_c) / STANDARD_TEMPERATURE_K
+
+
+def wet_to_dry(c_wet: float, moisture_fraction: float) -> float:
+    """Wet-basis → dry-basis concentration or O2 (App. D eq. 19): `C_dry = C_wet/(1 − Xsw)`."""
+    return _finite("c_wet", c_wet) / (1.0 - _moisture(moisture_fraction))
+
+
+def ppm_to_mg_m3(ppm: float, gas: Gas) -> float:
+    """Volume fraction (µmol/mol) → mg/m³ at standard conditions (App. D eq. 20).
+
+    `C = M/22.4 × Cv` with the molar masses in `MOLAR_MASS_G_PER_MOL`.
+    """
+    if gas not in MOLAR_MASS_G_PER_MOL:
+        raise ConversionError(f"no molar mass for gas {gas!r}; known: SO2, NO, NO2")
+    return MOLAR_MASS_G_PER_MOL[gas] / MOLAR_VOLUME_L_PER_MOL * _finite("ppm", ppm)
+
+
+def nox_as_no2(no_mg_m3: float, no2_mg_m3: float) -> float:
+    """NO + NO2 mass concentrations → NOx expressed as NO2 (App. D eq. 21).
+
+    `C_NOx = C_NO × M_NO2/M_NO + C_NO2`.
+    """
+    ratio = MOLAR_MASS_G_PER_MOL["NO2"] / MOLAR_MASS_G_PER_MOL["NO"]
+    return _finite("no_mg_m3", no_mg_m3) * ratio + _finite("no2_mg_m3", no2_mg_m3)
+
+
+def nox_as_no2_from_ppm(no_ppm: float, no2_ppm: float) -> float:
+    """NO + NO2 volume fractions → NOx mg/m³ expressed as NO2 (App. D eq. 22).
+
+    `C_NOx = (Cv_NO + Cv_NO2) × M_NO2/22.4`.
+    """
+    total = _finite("no_ppm", no_ppm) + _finite("no2_ppm", no2_ppm)
+    return total * MOLAR_MASS_G_PER_MOL["NO2"] / MOLAR_VOLUME_L_PER_MOL
+
+
+def _o2_problem(o2_dry_percent: float, max_o2_percent: float) -> Converted | None:
+    """Shared guard of eq. 26–28; None if the measured O2 allows a conversion."""
+    if isinstance(o2_dry_percent, bool) or not isinstance(o2_dry_percent, int | float):
+        return Converted.refused(
+            ConversionIssue.INVALID_INPUT, f"O2 is not a number: {o2_dry_percent!r}"
+        )
+    if not math.isfinite(o2_dry_percent) or not 0.0 <= o2_dry_percent <= AIR_O2_PERCENT:
+        return Converted.refused(
+            ConversionIssue.INVALID_INPUT,
+            f"measured O2 {o2_dry_percent} % is outside 0–21 % (dry basis expected)",
+        )
+    if o2_dry_percent >= max_o2_percent:
+        return Converted.refused(
+            ConversionIssue.O2_NEAR_AIR,
+            f"measured O2 {o2_dry_percent} % ≥ {max_o2_percent} %: flue gas is nearly air "
+            "(start-up/shutdown/purge); the O2 correction is meaningless",
+        )
+    return None
+
+
+def _concentration_problem(c: float) -> Converted | None:
+    if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c):
+        return Converted.refused(
+            ConversionIssue.INVALID_INPUT, f"concentration is not a finite number: {c!r}"
+        )
+    return None
+
+
+def to_reference_o2(
+    c_dry_std: float,
+    o2_dry_percent: float,
+    o2_reference_percent: float | None,
+    *,
+    max_o2_percent: float = DEFAULT_MAX_O2_PERCENT,
+) -> Converted:
+    """Standard dry concentration → concentration at the reference O2 (App. D eq. 28).
+
+    `C_zs = C × (21 − O2ref)/(21 − O2)` with O2 on a dry basis. When the source has no
+    reference O2 (`None`: it is judged on measured concentration, e.g. cement mills, LIMITS.md
+    N3) the value must NOT be converted: the result is refused with `NO_REFERENCE_O2` and the
+    caller uses the measured value itself. Measured O2 ≥ `max_o2_percent` (a project choice,
+    see `DEFAULT_MAX_O2_PERCENT`) yields `O2_NEAR_AIR` instead of a huge number.
+    """
+    if o2_reference_percent is None:
+        return Converted.refused(
+            ConversionIssue.NO_REFERENCE_O2,
+            "no reference O2 defined for this source: it is judged on the measured "
+            "concentration, which must not be O2-corrected (HJ 212-2017 App. D.2; LIMITS.md N3)",
+        )
+    if (
+        isinstance(o2_reference_percent, bool)
+        or not isinstance(o2_reference_percent, int | float)
+        or not math.isfinite(o2_reference_percent)
+        or not 0.0 <= o2_reference_percent < AIR_O2_PERCENT
+    ):
+        return Converted.refused(
+            ConversionIssue.INVALID_INPUT,
+            f"reference O2 {o2_reference_percent!r} must be a number in [0, 21) %",
+        )
+    problem = _concentration_problem(c_dry_std) or _o2_problem(o2_dry_percent, max_o2_percent)
+    if problem is not None:
+        return problem
+    factor = (AIR_O2_PERCENT - o2_reference_percent) / (AIR_O2_PERCENT - o2_dry_percent)
+    return Converted.ok(float(c_dry_std) * factor)
+
+
+def excess_air_coefficient(
+    o2_dry_percent: float, *, max_o2_percent: float = DEFAULT_MAX_O2_PERCENT
+) -> Converted:
+    """Excess-air coefficient from measured dry O2 (App. D eq. 27): `α = 21/(21 − O2)`."""
+    problem = _o2_problem(o2_dry_percent, max_o2_percent)
+    if problem is not None:
+        return problem
+    return Converted.ok(AIR_O2_PERCENT / (AIR_O2_PERCENT - o2_dry_percent))
+
+
+def to_reference_excess_air(
+    c_dry_std: float,
+    o2_dry_percent: float,
+    alpha_reference: float | None,
+    *,
+    max_o2_percent: float = DEFAULT_MAX_O2_PERCENT,
+) -> Converted:
+    """Standard dry concentration → concentration at the reference excess-air coefficient
+    (App. D eq. 26): `C_zs = C × α/αs`, with α from eq. 27. `None` ⇒ refused as in eq. 28.
+    """
+    if alpha_reference is None:
+        return Converted.refused(
+            ConversionIssue.NO_REFERENCE_O2,
+            "no reference excess-air coefficient defined for this source: the measured "
+            "concentration must not be converted (LIMITS.md N3)",
+        )
+    if (
+        isinstance(alpha_reference, bool)
+        or not isinstance(alpha_reference, int | float)
+        or not math.isfinite(alpha_reference)
+        or alpha_reference < 1.0
+    ):
+        return Converted.refused(
+            ConversionIssue.INVALID_INPUT,
+            f"reference excess-air coefficient {alpha_reference!r} must be a number ≥ 1",
+        )
+    problem = _concentration_problem(c_dry_std)
+    if problem is not None:
+        return problem
+    alpha = excess_air_coefficient(o2_dry_percent, max_o2_percent=max_o2_percent)
+    if alpha.value is None:
+        return alpha
+    return Converted.ok(float(c_dry_std) * alpha.value / alpha_reference)
+
+
+def velocity(kv: float, vp: float) -> float:
+    """Flue-gas velocity at the measuring point (App. D eq. 29): `Vs = Kv × Vp` (m/s).
+
+    Kv is the velocity-field coefficient from the CEMS calibration against the reference method.
+    """
+    k = _finite("kv", kv)
+    if k <= 0.0:
+        raise ConversionError(f"velocity-field coefficient Kv must be > 0, got {k}")
+    return k * _finite("vp", vp)
+
+
+def hourly_actual_flow(area_m2: float, mean_velocity_m_s: float) -> float:
+    """Hourly flue-gas flow at actual conditions, wet (App. D eq. 30): `Q_sh = 3600 × F × V̄s`."""
+    f = _finite("area_m2", area_m2)
+    if f <= 0.0:
+        raise ConversionError(f"duct cross-section F must be > 0 m², got {f}")
+    return 3600.0 * f * _finite("mean_velocity_m_s", mean_velocity_m_s)
+
+
+def hourly_std_dry_flow(
+    q_actual_m3_h: float,
+    *,
+    temperature_c: float,
+    ambient_pa: float,
+    static_pa: float,
+    moisture_fraction: float,
+) -> float:
+    """Hourly flow actual wet → standard dry (App. D eq. 31), m³/h.
+
+    `Q_snh = Q_sh × 273/(273 + ts) × (Ba + Ps)/101325 × (1 − Xsw)`.
+    """
+    q = _finite("q_actual_m3_h", q_actual_m3_h)
+    p = _absolute_pressure(ambient_pa, static_pa)
+    x = _moisture(moisture_fraction)
+    return q * STANDARD_TEMPERATURE_K / _kelvin(temperature_c) * p / STANDARD_PRESSURE_PA * (1 - x)
+
+
+def daily_std_dry_flow(hourly_m3: Iterable[float]) -> float:
+    """Daily standard dry flow (App. D eq. 32): sum of the valid hours' Q_snh, m³/d.
+
+    Pass only valid hours; selecting them is `stackwatch.averaging`'s job.
+    """
+    return math.fsum(_finite("hourly flow", q) for q in hourly_m3)
+
+
+def emission_rate_kg_h(conc_mg_m3: float, q_std_dry_m3_h: float) -> float:
+    """Hourly emission (App. D eq. 33): `G_h = C_h × Q_snh × 10⁻⁶` kg/h (mg → kg)."""
+    return _finite("conc_mg_m3", conc_mg_m3) * _finite("q_std_dry_m3_h", q_std_dry_m3_h) * 1e-6
+
+
+def daily_emission_kg(hourly_kg: Iterable[float]) -> float:
+    """Daily emission (App. D eq. 34) in **kg/d**: the sum of the valid hours' G_h.
+
+    The standard prints `G_d = Σ G_h × 10⁻⁶`, which is dimensionally inconsistent with eq. 33
+    already yielding kg (× 10⁻³ would give t/d). UNCONFIRMED until HJ 75-2017 is checked
+    (DOMAIN.md §2.1, §5), so this returns plain kg/d and `kg_to_tonnes` is explicit.
+    """
+    return math.fsum(_finite("hourly emission", g) for g in hourly_kg)
+
+
+def kg_to_tonnes(kg: float) -> float:
+    """kg → t (permit caps are usually written in t/a or t/d)."""
+    return _finite("kg", kg) * 1e-3

@@ -1,0 +1,558 @@
+"""Data-quality detectors: pure state machines over explicit timestamps.
+
+The alarm vocabulary of provincial platforms (DOMAIN.md §0 item 10, §3.3): 数采仪离线 (logger
+offline), 恒值 (flat-line), 零值 (zero), 负值 (negative), 超量程 (over range), plus clock skew and
+the cross-checks of the logger's own hour/Zs values against the pipeline's. Thresholds are
+platform conventions, not standard, so every one is configuration (:class:`QualityConfig`)
+with the documented default. Each detector emits a :class:`~stackwatch.alerts.Condition` only
+when its state changes; the :class:`~stackwatch.alerts.AlertBook` turns them into alerts.
+
+Values whose HJ 212 data flag is not a valid one (HJ 212-2017 Table 8: only N and S are valid)
+are ignored by the value detectors (flat-line, zero, negative): a zero/span gas during
+calibration (C) is constant by design, and a faulty instrument (D) is already flagged. The
+over-range detector reads the flag itself (T = above the measurement upper limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from stackwatch.alerts import Condition, Rule
+from stackwatch.compliance import Evidence, exact
+
+__all__ = [
+    "DEFAULT_CONCENTRATION_FACTORS",
+    "ClockSkewDetector",
+    "Condition",
+    "FlatlineDetector",
+    "NegativeDetector",
+    "OfflineDetector",
+    "OverRangeDetector",
+    "QualityConfig",
+    "StackQuality",
+    "ZeroDetector",
+    "logger_hour_mismatch",
+    "zs_mismatch",
+]
+
+#: HJ 212-2017 flue-gas concentration codes (App. B.2; DOMAIN.md §1.10). Flow, temperature,
+#: pressure, humidity and O2 are not concentrations: negative pressure is normal, for example.
+DEFAULT_CONCENTRATION_FACTORS: frozenset[str] = frozenset(
+    {
+        "a34013",  # particulate
+        "a21026",  # SO2
+        "a21002",  # NOx
+        "a21003",  # NO
+        "a21004",  # NO2
+        "a21005",  # CO
+        "a21028",  # H2S
+        "a21018",  # fluoride
+        "a21017",  # cyanide
+        "a21024",  # HCl
+        "a34038",  # asphalt fume
+        "a21001",  # NH3
+        "a21022",  # Cl2
+        "a05001",  # CO2
+        "a24088",  # NMHC
+        "a24087",  # hydrocarbons
+    }
+)
+
+
+class QualityConfig(BaseModel):
+    """Detector thresholds. Defaults are the DOMAIN.md §3.3 proposal, not a standard."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    upload_interval: timedelta = Field(
+        default=timedelta(seconds=30),
+        gt=timedelta(0),
+        description="Expected interval between frames (HJ 212 RtdInterval, 30 s default).",
+    )
+    offline_missed_intervals: int = Field(
+        default=2,
+        ge=1,
+        description="Offline after this many intervals without a frame (DOMAIN.md §3.3: 2×).",
+    )
+    minute_interval: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    flatline_window: timedelta = Field(
+        default=timedelta(minutes=60),
+        gt=timedelta(0),
+        description="Identical values for this long → 恒值 (ConstantAlarmDuration).",
+    )
+    zero_window: timedelta = Field(
+        default=timedelta(minutes=60),
+        gt=timedelta(0),
+        description="Value 0 for this long → 零值 (ZeroAlarmDuration).",
+    )
+    run_max_gap: timedelta = Field(
+        default=timedelta(minutes=5),
+        gt=timedelta(0),
+        description="A gap longer than this between minutes restarts a flat-line/zero run.",
+    )
+    negative_tolerance: float = Field(
+        default=0.0, ge=0, description="Values below −tolerance are 负值 (analyser noise)."
+    )
+    ranges: dict[str, float] = Field(
+        default_factory=dict, description="Instrument upper range per factor code (超量程)."
+    )
+    clock_skew_tolerance: timedelta = Field(
+        default=timedelta(minutes=5),
+        ge=timedelta(0),
+        description="|receipt − DataTime − expected lag| above this → clock skew.",
+    )
+    valid_flags: frozenset[str] = Field(
+        default=frozenset({"N", "S"}), description="Flags whose values are valid (Table 8)."
+    )
+    concentration_factors: frozenset[str] = Field(default=DEFAULT_CONCENTRATION_FACTORS)
+    mismatch_abs_tol: float = Field(default=0.5, ge=0, description="mg/m³, logger vs computed.")
+    mismatch_rel_tol: float = Field(default=0.05, ge=0, description="Share of computed value.")
+
+    @property
+    def offline_timeout(self) -> timedelta:
+        """No frame for this long → offline."""
+        return self.upload_interval * self.offline_missed_intervals
+
+
+def _aware(ts: datetime, what: str) -> None:
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError(f"{what} {ts.isoformat()} has no timezone")
+
+
+def _finite(value: float | None, what: str) -> None:
+    if value is not None and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError(f"{what} {value!r} is not a finite number")
+
+
+class OfflineDetector(BaseModel):
+    """数采仪离线: no frame for ``offline_timeout``, evaluated by a timer calling :meth:`check`.
+
+    Detection never waits for the next frame (which may never come). Before the first frame the
+    stack is watched from the first ``check`` (or ``watch_since``), so a logger that never
+    connects is reported too.
+    """
+
+    stack_id: str
+    last_frame_at: AwareDatetime | None = None
+    watch_since: AwareDatetime | None = None
+    active: bool = False
+
+    def frame(self, received_at: datetime, cfg: QualityConfig) -> list[Condition]:
+        """A frame arrived (any CN); ends an offline episode."""
+        _aware(received_at, "receipt time")
+        if self.last_frame_at is not None and received_at <= self.last_frame_at:
+            return []
+        previous = self.last_frame_at or self.watch_since
+        self.last_frame_at = received_at
+        if not self.active:
+            return []
+        self.active = False
+        gap = (received_at - previous).total_seconds() if previous else None
+        return [
+            Condition(
+                stack_id=self.stack_id,
+                rule=Rule.OFFLINE,
+                active=False,
+                at=received_at,
+                value=gap,
+                evidence={"gap_s": gap, "timeout_s": cfg.offline_timeout.total_seconds()},
+            )
+        ]
+
+    def check(self, now: datetime, cfg: QualityConfig) -> list[Condition]:
+        """Timer tick: offline once ``now − last frame ≥ timeout``."""
+        _aware(now, "check time")
+        baseline = self.last_frame_at or self.watch_since
+        if baseline is None:
+            self.watch_since = now
+            return []
+        gap = now - baseline
+        if self.active or gap < cfg.offline_timeout:
+            return []
+        self.active = True
+        return [
+            Condition(
+                stack_id=self.stack_id,
+                rule=Rule.OFFLINE,
+                active=True,
+                at=now,
+                value=gap.total_seconds(),
+                evidence={
+                    "last_frame_at": None
+                    if self.last_frame_at is None
+                    else str(self.last_frame_at),
+                    "gap_s": gap.total_seconds(),
+                    "timeout_s": cfg.offline_timeout.total_seconds(),
+                },
+            )
+        ]
+
+
+class _RunDetector(BaseModel):
+    """A run of matching minute values; active once the run has lasted the window."""
+
+    stack_id: str
+    factor: str
+    active: bool = False
+    run_value: float | None = None
+    run_start: AwareDatetime | None = None
+    run_last: AwareDatetime | None = None
+    run_count: int = 0
+
+    def _rule(self) -> Rule:
+        raise NotImplementedError
+
+    def _window(self, cfg: QualityConfig) -> timedelta:
+        raise NotImplementedError
+
+    def _matches(self, value: float) -> bool:
+        raise NotImplementedError
+
+    def observe(
+        self, ts: datetime, value: float | None, flag: str, cfg: QualityConfig
+    ) -> list[Condition]:
+        """One minute value; returns a condition when the detector changes state."""
+        _aware(ts, "minute timestamp")
+        _finite(value, "minute value")
+        if value is None or flag not in cfg.valid_flags:
+            return []
+        if self.run_last is not None and ts <= self.run_last:
+            return []  # duplicate or out of order: the run is built in event-time order
+        out: list[Condition] = []
+        extends = (
+            self.run_start is not None
+            and self.run_last is not None
+            and self._matches(value)
+            and ts - self.run_last <= cfg.run_max_gap
+        )
+        if extends:
+            self.run_last = ts
+            self.run_count += 1
+        else:
+            if self.active and not self._matches(value):
+                self.active = False
+                out.append(self._condition(False, ts, value, cfg, flag))
+            self.run_value = value
+            self.run_start = ts
+            self.run_last = ts
+            self.run_count = 1
+        if not self.active and self._matches(value) and self._duration(cfg) >= self._window(cfg):
+            self.active = True
+            out.append(self._condition(True, ts, value, cfg, flag))
+        return out
+
+    def _duration(self, cfg: QualityConfig) -> timedelta:
+        assert self.run_start is not None and self.run_last is not None
+        return self.run_last - self.run_start + cfg.minute_interval
+
+    def _condition(
+        self, active: bool, ts: datetime, value: float, cfg: QualityConfig, flag: str
+    ) -> Condition:
+        evidence: dict[str, Evidence] = {
+            "run_value": self.run_value,
+            "run_start": str(self.run_start),
+            "run_minutes": self.run_count,
+            "window_min": self._window(cfg).total_seconds() / 60,
+        }
+        if not active:
+            evidence["new_value"] = value
+        return Condition(
+            stack_id=self.stack_id,
+            factor=self.factor,
+            rule=self._rule(),
+            active=active,
+            at=ts,
+            value=self.run_value if active else value,
+            period_start=self.run_start if active else None,
+            period_end=ts if active else None,
+            evidence=evidence,
+            flag=flag,
+        )
+
+
+class FlatlineDetector(_RunDetector):
+    """恒值: max == min over ``flatline_window`` of a concentration channel; cleared on change."""
+
+    def _rule(self) -> Rule:
+        return Rule.FLATLINE
+
+    def _window(self, cfg: QualityConfig) -> timedelta:
+        return cfg.flatline_window
+
+    def _matches(self, value: float) -> bool:
+        return self.run_value is not None and exact(value) == exact(self.run_value)
+
+
+class ZeroDetector(_RunDetector):
+    """零值: the value is exactly 0 for ``zero_window``; cleared by a non-zero value."""
+
+    def _rule(self) -> Rule:
+        return Rule.ZERO
+
+    def _window(self, cfg: QualityConfig) -> timedelta:
+        return cfg.zero_window
+
+    def _matches(self, value: float) -> bool:
+        return value == 0
+
+
+class NegativeDetector(BaseModel):
+    """负值: a concentration below ``−negative_tolerance``; cleared by a non-negative value."""
+
+    stack_id: str
+    factor: str
+    active: bool = False
+    last: AwareDatetime | None = None
+
+    def observe(
+        self, ts: datetime, value: float | None, flag: str, cfg: QualityConfig
+    ) -> list[Condition]:
+        """One value; returns a condition on change."""
+        _aware(ts, "timestamp")
+        _finite(value, "value")
+        if value is None or flag not in cfg.valid_flags or (self.last and ts <= self.last):
+            return []
+        self.last = ts
+        negative = exact(value) < -exact(cfg.negative_tolerance)
+        if negative == self.active:
+            return []
+        self.active = negative
+        return [
+            Condition(
+                stack_id=self.stack_id,
+                factor=self.factor,
+                rule=Rule.NEGATIVE,
+                active=negative,
+                at=ts,
+                value=value,
+                evidence={"value": value, "tolerance": cfg.negative_tolerance},
+                flag=flag,
+            )
+        ]
+
+
+class OverRangeDetector(BaseModel):
+    """超量程: flag T (above the measurement upper limit, Table 8) or value > configured range."""
+
+    stack_id: str
+    factor: str
+    active: bool = False
+    last: AwareDatetime | None = None
+
+    def observe(
+        self, ts: datetime, value: float | None, flag: str, cfg: QualityConfig
+    ) -> list[Condition]:
+        """One value; returns a condition on change."""
+        _aware(ts, "timestamp")
+        _finite(value, "value")
+        if self.last and ts <= self.last:
+            return []
+        self.last = ts
+        upper = cfg.ranges.get(self.factor)
+        above = value is not None and upper is not None and exact(value) > exact(upper)
+        over = flag == "T" or above
+        if over == self.active:
+            return []
+        self.active = over
+        return [
+            Condition(
+                stack_id=self.stack_id,
+                factor=self.factor,
+                rule=Rule.OVER_RANGE,
+                active=over,
+                at=ts,
+                value=value,
+                limit=upper,
+                evidence={"value": value, "flag": flag, "range": upper},
+                flag=flag,
+            )
+        ]
+
+
+class ClockSkewDetector(BaseModel):
+    """The logger's DataTime far from the receipt time (its clock is wrong).
+
+    ``expected_lag`` is how much later than DataTime a frame normally arrives: ~0 for 2011
+    real-time data (DataTime = sampling instant), one interval for 2051/2061 (DataTime = start
+    of the interval; HJ 212-2017 Table 4). Back-filled re-sends (RF=1) must not be fed here.
+    """
+
+    stack_id: str
+    active: bool = False
+    last: AwareDatetime | None = None
+
+    def frame(
+        self,
+        data_time: datetime,
+        received_at: datetime,
+        cfg: QualityConfig,
+        expected_lag: timedelta = timedelta(0),
+    ) -> list[Condition]:
+        """One frame's DataTime and receipt time; returns a condition on change."""
+        _aware(data_time, "DataTime")
+        _aware(received_at, "receipt time")
+        if self.last is not None and received_at <= self.last:
+            return []
+        self.last = received_at
+        deviation = received_at - data_time - expected_lag
+        skewed = abs(deviation) > cfg.clock_skew_tolerance
+        if skewed == self.active:
+            return []
+        self.active = skewed
+        return [
+            Condition(
+                stack_id=self.stack_id,
+                rule=Rule.CLOCK_SKEW,
+                active=skewed,
+                at=received_at,
+                value=deviation.total_seconds(),
+                evidence={
+                    "data_time": str(data_time),
+                    "received_at": str(received_at),
+                    "skew_s": deviation.total_seconds(),
+                    "tolerance_s": cfg.clock_skew_tolerance.total_seconds(),
+                },
+            )
+        ]
+
+
+def _mismatch(
+    rule: Rule,
+    stack_id: str,
+    factor: str,
+    at: datetime,
+    reported: float,
+    computed: float,
+    cfg: QualityConfig,
+    period_start: datetime | None,
+) -> Condition:
+    _aware(at, "time")
+    _finite(reported, "reported value")
+    _finite(computed, "computed value")
+    diff = abs(exact(reported) - exact(computed))
+    tolerance = max(exact(cfg.mismatch_abs_tol), exact(cfg.mismatch_rel_tol) * abs(exact(computed)))
+    return Condition(
+        stack_id=stack_id,
+        factor=factor,
+        rule=rule,
+        active=diff > tolerance,
+        at=at,
+        value=reported,
+        period_start=period_start,
+        period_end=at if period_start is not None else None,
+        evidence={
+            "reported": reported,
+            "computed": computed,
+            "difference": float(diff),
+            "tolerance": float(tolerance),
+        },
+    )
+
+
+def logger_hour_mismatch(
+    stack_id: str,
+    factor: str,
+    hour_start: datetime,
+    reported_avg: float,
+    computed_avg: float,
+    cfg: QualityConfig,
+) -> Condition:
+    """Logger's 2061 ``-Avg`` vs the hour computed from minutes (event time = hour end).
+
+    Active when they differ by more than max(abs tolerance, rel tolerance × computed).
+    """
+    end = hour_start + timedelta(hours=1)
+    return _mismatch(
+        Rule.LOGGER_HOUR_MISMATCH,
+        stack_id,
+        factor,
+        end,
+        reported_avg,
+        computed_avg,
+        cfg,
+        hour_start,
+    )
+
+
+def zs_mismatch(
+    stack_id: str,
+    factor: str,
+    at: datetime,
+    reported_zs: float,
+    computed_zs: float,
+    cfg: QualityConfig,
+) -> Condition:
+    """Logger's ``-Zs*`` value vs the pipeline's App. D eq. 28 conversion of the same value."""
+    return _mismatch(Rule.ZS_MISMATCH, stack_id, factor, at, reported_zs, computed_zs, cfg, None)
+
+
+class StackQuality(BaseModel):
+    """All detectors of one stack, as one JSON-safe state (for a Faust table keyed by stack)."""
+
+    stack_id: str
+    offline: OfflineDetector
+    clock: ClockSkewDetector
+    flatline: dict[str, FlatlineDetector] = Field(default_factory=dict)
+    zero: dict[str, ZeroDetector] = Field(default_factory=dict)
+    negative: dict[str, NegativeDetector] = Field(default_factory=dict)
+    over_range: dict[str, OverRangeDetector] = Field(default_factory=dict)
+
+    @classmethod
+    def create(cls, stack_id: str, watch_since: datetime | None = None) -> StackQuality:
+        """Fresh detectors; ``watch_since`` starts the offline clock before the first frame."""
+        return cls(
+            stack_id=stack_id,
+            offline=OfflineDetector(stack_id=stack_id, watch_since=watch_since),
+            clock=ClockSkewDetector(stack_id=stack_id),
+        )
+
+    def on_frame(
+        self,
+        received_at: datetime,
+        cfg: QualityConfig,
+        data_time: datetime | None = None,
+        expected_lag: timedelta = timedelta(0),
+    ) -> list[Condition]:
+        """Any frame from the stack's logger (heartbeats included)."""
+        out = self.offline.frame(received_at, cfg)
+        if data_time is not None:
+            out += self.clock.frame(data_time, received_at, cfg, expected_lag)
+        return out
+
+    def on_value(
+        self, factor: str, ts: datetime, value: float | None, flag: str, cfg: QualityConfig
+    ) -> list[Condition]:
+        """One minute value of one factor (flat-line/zero/negative on concentrations only)."""
+        sid = self.stack_id
+        out = self.over_range.setdefault(
+            factor, OverRangeDetector(stack_id=sid, factor=factor)
+        ).observe(ts, value, flag, cfg)
+        if factor not in cfg.concentration_factors:
+            return out
+        out += self.flatline.setdefault(
+            factor, FlatlineDetector(stack_id=sid, factor=factor)
+        ).observe(ts, value, flag, cfg)
+        out += self.zero.setdefault(factor, ZeroDetector(stack_id=sid, factor=factor)).observe(
+            ts, value, flag, cfg
+        )
+        out += self.negative.setdefault(
+            factor, NegativeDetector(stack_id=sid, factor=factor)
+        ).observe(ts, value, flag, cfg)
+        return out
+
+    def check(self, now: datetime, cfg: QualityConfig) -> list[Condition]:
+        """Timer tick (offline detection)."""
+        return self.offline.check(now, cfg)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-safe state."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> StackQuality:
+        """Rebuild from :meth:`to_state` output (pydantic ValidationError if malformed)."""
+        return cls.model_validate(state)

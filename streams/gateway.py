@@ -1,0 +1,641 @@
+"""The HJ 212 TCP gateway: data loggers connect here; every frame goes to the raw topic.
+
+Per connection the byte stream is framed (`stackwatch.hj212.Framer`, tolerant of sticky and
+split packets), each frame is judged — framing, CRC (HJ 212-2017 App. A), length (§6.3.1),
+then MN + PW against the stack registry — and produced to the raw topic as a `RawFrame`
+(accepted or not: the immutable raw layer, DOMAIN.md §4.3 item 1). Rejected frames also go to
+the dead-letter topic. A 9014 data answer echoing the QN (App. C, §1.12 in DOMAIN.md) is sent
+only when the frame asks for it (Flag.A = 1), only for accepted frames (never for a CRC
+failure), and only after the broker acknowledged the produce, so nothing answered is lost.
+
+Memory is bounded, whatever the loggers or the broker do:
+* per connection: one read of at most `READ_CHUNK` bytes (and the frames cut from it) plus
+  the framer's buffer (at most 16 KiB, `Framer.max_buffer`);
+* at most `max_inflight_per_connection` frames per connection and `max_inflight_total`
+  frames over all connections (GatewaySettings; defaults 32 and 4096) are between "read from
+  the socket" and "acknowledged by the broker and answered". When a budget is spent the
+  gateway stops reading sockets (TCP flow control then slows the loggers) instead of
+  buffering. Worst case ≈ `max_inflight_total` × 2 records of at most `MAX_RECORD_BYTES`
+  bytes (×4 as escaped text), plus 2 × `READ_CHUNK` + 16 KiB per connection.
+A connection that delivers no complete frame within `idle_timeout_s` (idle, or dribbling bytes)
+is closed; so is one that does not read its answers within the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from stackwatch import hj212
+from stackwatch.models import DeadLetter, RawFrame, Verdict
+from stackwatch.registry import StackRegistry
+from stackwatch.settings import GatewaySettings, Settings
+from streams.gateway_sink import FrameSink, KafkaFrameSink
+from streams.gateway_stats import GatewayStats
+
+log = logging.getLogger("stackwatch.gateway")
+
+#: Bytes asked of the socket per read.
+READ_CHUNK = 64 * 1024
+#: Most bytes of one raw/dead-letter record. A legal frame is at most 2 + 4 + 1024 + 4 + 2 =
+#: 1036 characters (HJ 212-2017 §6.3.1, Table 2; ≤ 10 010 even with a forged length field), so
+#: only rejected junk is longer; it is cut into consecutive records of this size (each with the
+#: reason plus `split_record`), keeping every byte while staying far below the broker's cap.
+MAX_RECORD_BYTES = 16 * 1024
+
+# Reasons the gateway itself gives; the codec's stable codes (`stackwatch.hj212.REASONS`:
+# garbage, bad_crc, length_mismatch, ...) are passed through verbatim, first.
+REASON_UNFRAMED = "unframed"
+REASON_CRC = "bad_crc"
+REASON_LENGTH = "length_mismatch"
+REASON_MISSING_MN = "missing_mn"
+REASON_UNKNOWN_MN = "unknown_mn"
+REASON_BAD_PASSWORD = "bad_password"
+REASON_DECODE_ERROR = "decode_error"
+REASON_SPLIT = "split_record"
+REASON_FRAMER_ERROR = "framer_error"
+#: Added to leftovers flushed when the connection ended (half frames, trailing garbage).
+REASON_AT_DISCONNECT = "at_disconnect"
+#: Warning (not a rejection) on frames accepted only because `auto_register` is on.
+WARN_UNREGISTERED = "unregistered_mn"
+
+
+# --- the codec interface the gateway relies on (stackwatch.hj212 provides it) -------------
+
+
+class FrameResultLike(Protocol):
+    """One framing outcome: the bytes of a frame (or of garbage) and whether it framed."""
+
+    @property
+    def raw(self) -> bytes: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+class FramerLike(Protocol):
+    """Incremental framer of one TCP byte stream."""
+
+    def feed(self, data: bytes) -> Sequence[FrameResultLike]: ...
+    def flush(self) -> Sequence[FrameResultLike]: ...
+
+
+class DecodedLike(Protocol):
+    """The parts of a decoded frame the gateway reads."""
+
+    @property
+    def crc_ok(self) -> bool: ...
+    @property
+    def length_ok(self) -> bool: ...
+    @property
+    def mn(self) -> str | None: ...
+    @property
+    def pw(self) -> str | None: ...
+    @property
+    def cn(self) -> str | None: ...
+    @property
+    def qn(self) -> str | None: ...
+    @property
+    def ack_requested(self) -> bool: ...
+
+
+class Codec(Protocol):
+    """Framing, decoding and the 9014 answer, as the gateway needs them."""
+
+    def new_framer(self) -> FramerLike: ...
+    def decode(self, result: FrameResultLike) -> DecodedLike: ...
+    def data_ack(self, request: Any) -> str | None: ...
+
+
+class Hj212Codec:
+    """The project's HJ 212 codec (`stackwatch.hj212`) behind the `Codec` interface."""
+
+    def new_framer(self) -> FramerLike:
+        return hj212.Framer()
+
+    def decode(self, result: FrameResultLike) -> DecodedLike:
+        """Decode a framer result (its length/CRC verdict is reused, not recomputed)."""
+        if isinstance(result, hj212.FrameResult):
+            return hj212.decode_frame(result)
+        return hj212.decode_frame(result.raw)
+
+    def data_ack(self, request: Any) -> str | None:
+        """9014 answer echoing the QN (HJ 212-2017 App. C), None if not asked for."""
+        if not isinstance(request, hj212.DecodedFrame):
+            return None
+        return hj212.build_data_ack(request)
+
+
+# --- judging one frame (pure) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The gateway's verdict on one frame and everything needed to record and answer it."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    text: str
+    mn: str | None = None
+    cn: str | None = None
+    qn: str | None = None
+    ack: str | None = None
+    detail: str | None = None
+    """Human explanation from the framer (e.g. "received 1C08, computed 1C80")."""
+
+    @property
+    def reason(self) -> str | None:
+        """The first (deciding) reason, if any."""
+        return self.reasons[0] if self.reasons else None
+
+
+def frame_text(raw: bytes) -> str:
+    """The frame as text: UTF-8 (§6.3), invalid bytes escaped as `\\xNN` (so it stays verbatim)."""
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A rejected unit the gateway made itself: a slice of oversized junk, or bytes the framer
+    failed on."""
+
+    raw: bytes
+    ok: bool
+    reason: str | None
+    detail: str | None
+    split: bool = False
+
+
+def split_oversized(result: FrameResultLike) -> list[FrameResultLike]:
+    """`result` itself, or — for a rejected unit over `MAX_RECORD_BYTES` — its consecutive slices.
+
+    Accepted frames are never that long (Table 2 caps the data segment), so only junk is cut.
+    """
+    raw = result.raw
+    if len(raw) <= MAX_RECORD_BYTES or result.ok:
+        return [result]
+    reason = result.reason or REASON_UNFRAMED
+    detail = getattr(result, "detail", None)
+    return [
+        _Piece(raw[i : i + MAX_RECORD_BYTES], False, reason, detail, split=True)
+        for i in range(0, len(raw), MAX_RECORD_BYTES)
+    ]
+
+
+def judge_frame(
+    result: FrameResultLike,
+    *,
+    codec: Codec,
+    registry: StackRegistry,
+    auto_register: bool,
+    at_disconnect: bool = False,
+) -> Judgement:
+    """Decide accept/reject for one framed result; never raises.
+
+    Order: framing → CRC (App. A: "if the CRC is wrong, execution ends") → length → MN present
+    → MN registered (or `auto_register`) → PW matches. Only an accepted frame that sets
+    Flag.A gets a 9014 answer.
+    """
+    reasons: list[str] = []
+    text = frame_text(result.raw)
+    detail = None if result.ok else getattr(result, "detail", None)
+    if isinstance(result, _Piece) and result.split:
+        reasons.append(REASON_SPLIT)
+    if not result.ok:
+        reasons.insert(0, result.reason or REASON_UNFRAMED)
+        if at_disconnect:
+            reasons.append(REASON_AT_DISCONNECT)
+    try:
+        decoded: DecodedLike | None = codec.decode(result)
+    except Exception as exc:  # the codec promises not to raise; the gateway must not crash
+        log.error("decoder raised", extra={"error": repr(exc)})
+        decoded = None
+        reasons.append(REASON_DECODE_ERROR)
+    if decoded is None:
+        return Judgement(Verdict.REJECTED, tuple(dict.fromkeys(reasons)), text, detail=detail)
+    mn, cn, qn = decoded.mn or None, decoded.cn or None, decoded.qn or None
+    if result.ok:
+        if not decoded.crc_ok:
+            reasons.append(REASON_CRC)
+        if not decoded.length_ok:
+            reasons.append(REASON_LENGTH)
+    integrity_failed = not result.ok or not decoded.crc_ok or not decoded.length_ok
+    if not integrity_failed:
+        if mn is None:
+            reasons.append(REASON_MISSING_MN)
+        else:
+            stack = registry.by_mn(mn)
+            if stack is None:
+                reasons.append(WARN_UNREGISTERED if auto_register else REASON_UNKNOWN_MN)
+            elif not stack.password_matches(decoded.pw):
+                reasons.append(REASON_BAD_PASSWORD)
+    rejected = integrity_failed or any(r != WARN_UNREGISTERED for r in reasons)
+    unique = tuple(dict.fromkeys(reasons))
+    if rejected:
+        return Judgement(Verdict.REJECTED, unique, text, mn=mn, cn=cn, qn=qn, detail=detail)
+    ack: str | None = None
+    if decoded.ack_requested:
+        try:
+            ack = codec.data_ack(decoded)
+        except Exception as exc:
+            log.error("building the 9014 answer raised", extra={"mn": mn, "error": repr(exc)})
+    if ack is not None and not ack.endswith("\r\n"):
+        ack += "\r\n"
+    return Judgement(Verdict.ACCEPTED, unique, text, mn=mn, cn=cn, qn=qn, ack=ack)
+
+
+def build_records(
+    judgement: Judgement, *, received_at: datetime, peer: str, gateway: str
+) -> tuple[RawFrame, DeadLetter | None]:
+    """The raw-topic record of a frame and, if it was rejected, its dead letter."""
+    raw = RawFrame(
+        text=judgement.text,
+        received_at=received_at,
+        peer=peer,
+        mn=judgement.mn,
+        cn=judgement.cn,
+        verdict=judgement.verdict,
+        reasons=list(judgement.reasons),
+        gateway=gateway,
+    )
+    if judgement.verdict is Verdict.ACCEPTED:
+        return raw, None
+    details = {"peer": peer, "reasons": ",".join(judgement.reasons), "gateway": gateway}
+    if judgement.cn is not None:
+        details["cn"] = judgement.cn
+    if judgement.detail:
+        details["detail"] = judgement.detail
+    dead = DeadLetter(
+        stage="gateway",
+        reason=judgement.reason or REASON_UNFRAMED,
+        payload=judgement.text,
+        key=judgement.mn,
+        occurred_at=received_at,
+        details=details,
+    )
+    return raw, dead
+
+
+# --- connections ---------------------------------------------------------------------------
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_peer(peername: object) -> str:
+    """`host:port` (IPv6 in brackets) of a socket peer, or `unknown`."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return "unknown" if not peername else str(peername)
+
+
+@dataclass
+class _Pending:
+    """A frame handed to the sink, waiting for the broker and then (maybe) its answer."""
+
+    delivery: Awaitable[object]
+    ack: str | None
+    mn: str | None
+    qn: str | None
+
+
+@dataclass
+class _Budget:
+    """The two semaphores a frame holds from read to answer."""
+
+    connection: asyncio.Semaphore
+    total: asyncio.Semaphore
+
+    async def acquire(self) -> None:
+        await self.connection.acquire()
+        try:
+            await self.total.acquire()
+        except BaseException:
+            self.connection.release()
+            raise
+
+    def release(self) -> None:
+        self.total.release()
+        self.connection.release()
+
+
+class _Connection:
+    """One data logger's TCP connection: read → frame → judge → produce → answer."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self._gw = gateway
+        self._reader = reader
+        self._writer = writer
+        self.peer = format_peer(writer.get_extra_info("peername"))
+        self._budget = _Budget(
+            asyncio.Semaphore(gateway.max_inflight_per_connection), gateway.total_budget
+        )
+        self._pending: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._framer: FramerLike = gateway.codec.new_framer()
+        self._reading: asyncio.Task[str] | None = None
+        self._in_read = False
+        self._stop_requested = False
+        self._write_broken = False
+
+    def request_stop(self) -> None:
+        """Stop reading at the next opportunity (graceful shutdown)."""
+        self._stop_requested = True
+        if self._in_read and self._reading is not None:
+            self._reading.cancel()
+
+    async def run(self) -> None:
+        """Serve the connection until EOF, error, idle timeout or shutdown; then drain."""
+        answers = asyncio.create_task(self._answer_loop())
+        self._reading = asyncio.create_task(self._read_loop())
+        try:
+            await asyncio.wait([self._reading])
+            why = "shutdown" if self._reading.cancelled() else self._reading.result()
+            try:
+                leftovers = self._framer.flush()
+            except Exception as exc:
+                log.error("framer flush raised", extra={"peer": self.peer, "error": repr(exc)})
+                leftovers = []
+            for result in leftovers:
+                await self._process(result, at_disconnect=True)
+            await self._pending.join()
+            log.info("logger disconnected", extra={"peer": self.peer, "reason": why})
+        finally:
+            for task in (self._reading, answers):
+                task.cancel()
+            await asyncio.wait([self._reading, answers])
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer.wait_closed(), timeout=5)
+
+    async def _read_loop(self) -> str:
+        loop = asyncio.get_running_loop()
+        idle = self._gw.settings.idle_timeout_s
+        deadline = loop.time() + idle
+        while not self._stop_requested:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return self._idle_out()
+            self._in_read = True
+            try:
+                data = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
+            except TimeoutError:
+                return self._idle_out()
+            except (ConnectionError, OSError) as exc:
+                return f"connection error: {exc!r}"
+            finally:
+                self._in_read = False
+            if not data:
+                return "eof"
+            try:
+                results = self._framer.feed(data)
+            except Exception as exc:  # the framer promises not to raise; never crash anyway
+                log.error("framer raised", extra={"peer": self.peer, "error": repr(exc)})
+                results = [_Piece(data, False, REASON_FRAMER_ERROR, repr(exc))]
+                self._framer = self._gw.codec.new_framer()
+            if results:
+                deadline = loop.time() + idle
+            for result in results:
+                await self._process(result)
+        return "shutdown"
+
+    def _idle_out(self) -> str:
+        self._gw.stats.idle_timeout()
+        log.info(
+            "closing connection: no complete frame within idle timeout",
+            extra={"peer": self.peer, "idle_timeout_s": self._gw.settings.idle_timeout_s},
+        )
+        return "idle_timeout"
+
+    async def _process(self, result: FrameResultLike, *, at_disconnect: bool = False) -> None:
+        for unit in split_oversized(result):
+            await self._process_one(unit, at_disconnect=at_disconnect)
+
+    async def _process_one(self, result: FrameResultLike, *, at_disconnect: bool) -> None:
+        gw = self._gw
+        judgement = judge_frame(
+            result,
+            codec=gw.codec,
+            registry=gw.registry,
+            auto_register=gw.settings.auto_register,
+            at_disconnect=at_disconnect,
+        )
+        gw.stats.frame(judgement.verdict, judgement.reason)
+        extra = {"peer": self.peer, "mn": judgement.mn, "cn": judgement.cn}
+        if judgement.verdict is Verdict.REJECTED:
+            log.info("frame rejected", extra={**extra, "reason": ",".join(judgement.reasons)})
+        else:
+            log.debug("frame accepted", extra=extra)
+        raw, dead = build_records(
+            judgement, received_at=gw.clock(), peer=self.peer, gateway=gw.name
+        )
+        await self._budget.acquire()
+        try:
+            delivery = await gw.sink.submit(raw, dead)
+        except Exception as exc:
+            self._budget.release()
+            gw.stats.produce_failed()
+            log.error("produce failed", extra={**extra, "error": repr(exc)})
+            return
+        self._pending.put_nowait(_Pending(delivery, judgement.ack, judgement.mn, judgement.qn))
+
+    async def _answer_loop(self) -> None:
+        while True:
+            item = await self._pending.get()
+            try:
+                await self._settle(item)
+            finally:
+                self._budget.release()
+                self._pending.task_done()
+
+    async def _settle(self, item: _Pending) -> None:
+        """Wait for the broker; then, and only then, write the 9014 answer if one is due."""
+        try:
+            await item.delivery
+        except Exception as exc:
+            self._gw.stats.produce_failed()
+            log.error(
+                "broker did not acknowledge frame; not answering",
+                extra={"peer": self.peer, "mn": item.mn, "qn": item.qn, "error": repr(exc)},
+            )
+            return
+        if item.ack is None or self._write_broken:
+            return
+        try:
+            self._writer.write(item.ack.encode("utf-8"))
+            await asyncio.wait_for(self._writer.drain(), self._gw.settings.idle_timeout_s)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            self._write_broken = True
+            log.info(
+                "could not answer logger; closing",
+                extra={"peer": self.peer, "mn": item.mn, "error": repr(exc)},
+            )
+            self._writer.transport.abort()
+            return
+        self._gw.stats.ack_sent()
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+class Gateway:
+    """The asyncio TCP server; embed it with `await start()` / `await stop()`."""
+
+    def __init__(
+        self,
+        *,
+        settings: GatewaySettings,
+        registry: StackRegistry,
+        sink: FrameSink,
+        codec: Codec | None = None,
+        stats: GatewayStats | None = None,
+        metrics_registry: CollectorRegistry | None = None,
+        name: str = "gateway",
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.sink = sink
+        self.codec: Codec = codec if codec is not None else Hj212Codec()
+        self.stats = stats if stats is not None else GatewayStats(metrics_registry)
+        self.name = name
+        self.clock = clock
+        self.max_inflight_per_connection = settings.max_inflight_per_connection
+        self.max_inflight_total = settings.max_inflight_total
+        self.total_budget = asyncio.Semaphore(settings.max_inflight_total)
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        registry: StackRegistry,
+        *,
+        bootstrap: str | None = None,
+        metrics_registry: CollectorRegistry | None = None,
+        name: str = "gateway",
+    ) -> Gateway:
+        """A gateway producing to the configured Kafka topics."""
+        servers = bootstrap or settings.kafka_bootstrap
+        if not servers:
+            raise ValueError("no Kafka bootstrap server: set STACKWATCH_KAFKA_BOOTSTRAP")
+        sink = KafkaFrameSink(
+            bootstrap=servers,
+            raw_topic=settings.topics.raw,
+            deadletter_topic=settings.topics.deadletter,
+            broker_profile=settings.broker_profile,
+            partitions=settings.topics.partitions,
+            client_id=f"stackwatch-{name}",
+        )
+        return cls(
+            settings=settings.gateway,
+            registry=registry,
+            sink=sink,
+            metrics_registry=metrics_registry,
+            name=name,
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("gateway is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def connections(self) -> int:
+        """Connections currently served."""
+        return len(self._connections)
+
+    async def start(self) -> None:
+        """Start the sink, then listen."""
+        await self.sink.start()
+        try:
+            self._server = await asyncio.start_server(
+                self._on_client,
+                host=self.settings.host,
+                port=self.settings.port,
+                backlog=min(self.settings.max_connections, 4096),
+            )
+        except BaseException:
+            await self.sink.stop()
+            raise
+        log.info(
+            "gateway listening",
+            extra={"host": self.settings.host, "port": self.port, "gateway": self.name},
+        )
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Stop accepting, finish the frames already read, flush the producer, close sockets."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.request_stop()
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
+        await self.sink.stop()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), timeout=5)
+            self._server = None
+        log.info("gateway stopped", extra={"gateway": self.name})
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if self._closing or len(self._connections) >= self.settings.max_connections:
+            self.stats.connection_refused()
+            log.warning(
+                "connection refused",
+                extra={
+                    "peer": format_peer(writer.get_extra_info("peername")),
+                    "reason": "shutting_down" if self._closing else "max_connections",
+                },
+            )
+            writer.close()
+            return
+        conn = _Connection(self, reader, writer)
+        self._connections.add(conn)
+        if task is not None:
+            self._tasks.add(task)
+        self.stats.connection_opened()
+        log.info("logger connected", extra={"peer": conn.peer})
+        try:
+            await conn.run()
+        except Exception:
+            log.exception("connection handler failed", extra={"peer": conn.peer})
+            writer.transport.abort()
+        finally:
+            self._connections.discard(conn)
+            if task is not None:
+                self._tasks.discard(task)
+            self.stats.connection_closed()

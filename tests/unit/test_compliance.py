@@ -1,0 +1,289 @@
+"""Compliance judgement, conformity rates and the rolling mean, against hand-computed answers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from stackwatch.compliance import (
+    Basis,
+    HourStatus,
+    HourValue,
+    Limit,
+    LimitKind,
+    RollingMean,
+    Severity,
+    conformity,
+    daily_conformity,
+    judge_hour,
+    monthly_conformity,
+)
+
+T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+
+# Cement kiln tail SO2: ultra-low 35 mg/m³ at 10 % O2 (LIMITS.md C1); GB 4915 special 100 (C4).
+ULE_SO2 = Limit(limit_mg_m3=35, kind=LimitKind.ULTRA_LOW, ref_o2=10, row_id="C1", program="NATL")
+STD_SO2 = Limit(limit_mg_m3=100, kind=LimitKind.STANDARD, ref_o2=10, row_id="C4")
+
+
+def hour(
+    converted: float | None,
+    *,
+    start: datetime = T0,
+    valid: bool = True,
+    minutes: int = 60,
+    flag: str = "N",
+    measured: float | None = None,
+    ref_o2: float | None = 10,
+    production: bool = True,
+) -> HourValue:
+    return HourValue(
+        stack_id="kiln-1",
+        factor="a21026",
+        start=start,
+        mean_converted=converted,
+        mean_measured=measured,
+        valid=valid,
+        valid_minutes=minutes,
+        flag=flag,
+        ref_o2=ref_o2,
+        production=production,
+    )
+
+
+# ----------------------------------------------------------------------------- judge_hour
+
+
+def test_mean_equal_to_warning_level_is_not_a_warning() -> None:
+    # 80 % of 35 = 0.8 × 35 = 28.0; 28.0 is not > 28.0.
+    verdict = judge_hour(hour(28.0), [ULE_SO2])
+    assert verdict.status is HourStatus.COMPLIANT
+    assert verdict.severity is None
+    assert verdict.warning_level == 28.0
+
+
+def test_mean_just_above_warning_level_is_a_warning() -> None:
+    verdict = judge_hour(hour(28.1), [ULE_SO2])  # 28.1 > 28.0
+    assert verdict.status is HourStatus.WARNING
+    assert verdict.severity is Severity.WARNING
+    assert verdict.limit == 35
+
+
+def test_mean_equal_to_limit_is_a_warning_not_an_exceedance() -> None:
+    verdict = judge_hour(hour(35.0), [ULE_SO2])  # 35 is not > 35, but > 28
+    assert verdict.status is HourStatus.WARNING
+
+
+def test_mean_above_ultra_low_is_an_alarm() -> None:
+    verdict = judge_hour(hour(35.1), [ULE_SO2, STD_SO2])  # 35 < 35.1 ≤ 100
+    assert verdict.status is HourStatus.EXCEEDANCE
+    assert verdict.severity is Severity.ALARM
+    assert verdict.limit == 35
+    assert verdict.limit_kind is LimitKind.ULTRA_LOW
+    assert verdict.basis is Basis.CONVERTED
+    assert verdict.value == 35.1
+
+
+def test_mean_above_standard_as_well_is_critical() -> None:
+    verdict = judge_hour(hour(100.5), [ULE_SO2, STD_SO2])  # 100.5 > 100 > 35
+    assert verdict.status is HourStatus.EXCEEDANCE
+    assert verdict.severity is Severity.CRITICAL
+    assert verdict.limit == 100
+    assert verdict.limit_row == "C4"
+
+
+def test_standard_only_stack_warning_and_critical() -> None:
+    # No ultra-low row: the warning level is 0.8 × 100 = 80.
+    assert judge_hour(hour(80.0), [STD_SO2]).status is HourStatus.COMPLIANT
+    assert judge_hour(hour(80.1), [STD_SO2]).status is HourStatus.WARNING
+    assert judge_hour(hour(100.1), [STD_SO2]).severity is Severity.CRITICAL
+
+
+def test_configured_warning_fraction() -> None:
+    # 90 % of 35 = 31.5.
+    lim = Limit(limit_mg_m3=35, kind=LimitKind.ULTRA_LOW, ref_o2=10, warning_fraction=0.9)
+    assert judge_hour(hour(31.5), [lim]).status is HourStatus.COMPLIANT
+    assert judge_hour(hour(31.6), [lim]).status is HourStatus.WARNING
+
+
+def test_invalid_hour_is_never_an_exceedance() -> None:
+    verdict = judge_hour(hour(500.0, valid=False, minutes=30, flag="D"), [ULE_SO2, STD_SO2])
+    assert verdict.status is HourStatus.INVALID
+    assert verdict.severity is None
+    assert "30 valid minutes" in verdict.reason
+
+
+def test_measured_basis_limit_uses_measured_mean() -> None:
+    # Kiln-head PM 10 mg/m³ on measured concentration (LIMITS.md N3): measured 12 > 10 although
+    # the (irrelevant) converted mean is 8.
+    pm = Limit(limit_mg_m3=10, kind=LimitKind.ULTRA_LOW, ref_o2=None)
+    verdict = judge_hour(hour(8.0, measured=12.0, ref_o2=None), [pm])
+    assert verdict.status is HourStatus.EXCEEDANCE
+    assert verdict.basis is Basis.MEASURED
+    assert verdict.value == 12.0
+
+
+def test_reference_o2_mismatch_is_not_judged() -> None:
+    verdict = judge_hour(hour(50.0, ref_o2=8), [ULE_SO2])
+    assert verdict.status is HourStatus.UNJUDGED
+    assert "8 %" in verdict.reason and "10 %" in verdict.reason
+
+
+def test_fugitive_limit_is_never_compared_with_stack_values() -> None:
+    workshop = Limit(limit_mg_m3=1.5, kind=LimitKind.FUGITIVE)  # LIMITS.md C13 / N2
+    verdict = judge_hour(hour(5.0), [workshop])
+    assert verdict.status is HourStatus.UNJUDGED
+    assert "fugitive" in verdict.reason
+
+
+def test_strictest_row_of_a_kind_applies() -> None:
+    older = Limit(limit_mg_m3=50, kind=LimitKind.ULTRA_LOW, ref_o2=10)  # HN 2018 draft (C8)
+    verdict = judge_hour(hour(40.0), [older, ULE_SO2])  # 40 > 35, ≤ 50
+    assert verdict.status is HourStatus.EXCEEDANCE
+    assert verdict.limit == 35
+
+
+def test_missing_value_is_unjudged_not_a_crash() -> None:
+    assert judge_hour(hour(None), [ULE_SO2]).status is HourStatus.UNJUDGED
+
+
+def test_bad_inputs_are_refused_at_the_boundary() -> None:
+    with pytest.raises(ValidationError):
+        hour(float("nan"))
+    with pytest.raises(ValidationError):
+        Limit(limit_mg_m3=0, kind=LimitKind.ULTRA_LOW)
+    with pytest.raises(ValidationError):
+        HourValue.model_validate(
+            {
+                "stack_id": "s",
+                "factor": "f",
+                "start": "2026-01-01T00:00",
+                "valid": True,
+                "valid_minutes": 60,
+            }
+        )  # naive start
+
+
+# ----------------------------------------------------------------------------- conformity
+
+
+def month_of_hours(compliant: int, total: int = 720) -> list[HourValue]:
+    """``total`` valid hours from 2026-04-01 00:00 CST; the first ``compliant`` at 20 mg/m³."""
+    start = datetime(2026, 3, 31, 16, 0, tzinfo=UTC)  # = 2026-04-01 00:00 CST
+    return [
+        hour(20.0 if i < compliant else 40.0, start=start + timedelta(hours=i))
+        for i in range(total)
+    ]
+
+
+def test_conformity_95_percent_boundary_meets() -> None:
+    # April has 30 × 24 = 720 hours; 684 / 720 = 0.95 exactly → meets.
+    result = monthly_conformity(month_of_hours(684), ULE_SO2)
+    assert list(result) == ["2026-04"]
+    c = result["2026-04"]
+    assert (c.valid_hours, c.compliant_hours) == (720, 684)
+    assert c.rate == pytest.approx(0.95)
+    assert c.meets_95 is True
+
+
+def test_conformity_one_hour_short_fails() -> None:
+    c = monthly_conformity(month_of_hours(683), ULE_SO2)["2026-04"]  # 683/720 = 0.94861…
+    assert c.compliant_hours == 683
+    assert c.meets_95 is False
+
+
+def test_conformity_excludes_invalid_and_non_production_and_counts_duplicates_once() -> None:
+    hours = [
+        hour(20.0, start=T0),
+        hour(20.0, start=T0),  # duplicate of the first
+        hour(40.0, start=T0 + timedelta(hours=1)),
+        hour(90.0, start=T0 + timedelta(hours=2), valid=False, minutes=10, flag="D"),
+        hour(90.0, start=T0 + timedelta(hours=3), production=False),
+        hour(35.0, start=T0 + timedelta(hours=4)),  # equal to the limit: within it
+    ]
+    c = conformity(hours, ULE_SO2)
+    # valid production hours: 00, 01, 04 → 3; within 35: 00 (20) and 04 (35) → 2.
+    assert (c.valid_hours, c.compliant_hours, c.excluded_hours) == (3, 2, 2)
+    assert c.rate == pytest.approx(2 / 3)
+    assert c.meets_95 is False
+
+
+def test_conformity_without_valid_hours() -> None:
+    c = conformity([hour(1.0, valid=False, minutes=0, flag="F")], ULE_SO2)
+    assert c.valid_hours == 0
+    assert c.rate is None
+    assert c.meets_95 is False
+
+
+def test_daily_conformity_uses_china_local_days() -> None:
+    # 2026-01-04 15:00 UTC = 23:00 CST on the 4th; 16:00 UTC = 00:00 CST on the 5th.
+    hours = [
+        hour(20.0, start=datetime(2026, 1, 4, 15, tzinfo=UTC)),
+        hour(40.0, start=datetime(2026, 1, 4, 16, tzinfo=UTC)),
+    ]
+    result = daily_conformity(hours, ULE_SO2)
+    assert list(result) == ["2026-01-04", "2026-01-05"]
+    assert result["2026-01-04"].compliant_hours == 1
+    assert result["2026-01-05"].compliant_hours == 0
+
+
+# ----------------------------------------------------------------------------- rolling mean
+
+
+def test_rolling_mean_hand_computed() -> None:
+    rm = RollingMean(window=timedelta(minutes=60), min_count=3)
+    t = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    rm.add(t, 10.0, True)
+    snap = rm.add(t + timedelta(minutes=1), 20.0, True)
+    assert (snap.mean, snap.count, snap.ready) == (15.0, 2, False)  # (10+20)/2
+    rm.add(t + timedelta(minutes=2), 999.0, False)  # invalid minute: not in the mean
+    snap = rm.add(t + timedelta(minutes=3), 30.0, True)
+    assert (snap.mean, snap.count, snap.ready) == (20.0, 3, True)  # (10+20+30)/3
+    # 11:00 → window (10:00, 11:00]: 10:00 drops out → (20+30+40)/3 = 30.
+    snap = rm.add(t + timedelta(minutes=60), 40.0, True)
+    assert (snap.mean, snap.count) == (30.0, 3)
+    # 11:01 → 10:01 drops out → (30+40+50)/3 = 40.
+    snap = rm.add(t + timedelta(minutes=61), 50.0, True)
+    assert (snap.mean, snap.count) == (40.0, 3)
+    # Duplicate minute: unchanged. A minute older than the window: ignored.
+    assert rm.add(t + timedelta(minutes=61), 50.0, True).mean == 40.0
+    assert rm.add(t - timedelta(hours=1), 1000.0, True).mean == 40.0
+    # A re-sent minute that turned invalid replaces the valid one: (30+40)/2 = 35.
+    assert rm.add(t + timedelta(minutes=61), None, False).mean == 35.0
+
+
+def test_rolling_mean_min_count_45() -> None:
+    rm = RollingMean()
+    t = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    for i in range(44):
+        snap = rm.add(t + timedelta(minutes=i), float(i + 1), True)
+    assert snap.count == 44 and snap.ready is False
+    snap = rm.add(t + timedelta(minutes=44), 45.0, True)
+    # Values 1..45: mean = (45 × 46 / 2) / 45 = 23.
+    assert (snap.count, snap.ready, snap.mean) == (45, True, 23.0)
+
+
+def test_rolling_mean_state_round_trip() -> None:
+    rm = RollingMean(min_count=2)
+    t = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    rm.add(t, 10.0, True)
+    rm.add(t + timedelta(minutes=30), 20.0, True)
+    restored = RollingMean.from_state(json.loads(json.dumps(rm.to_state())))
+    # 10:30 + 31 min = 11:01 → 10:00 drops out → (20 + 60) / 2 = 40.
+    a = rm.add(t + timedelta(minutes=61), 60.0, True)
+    b = restored.add(t + timedelta(minutes=61), 60.0, True)
+    assert a == b
+    assert a.mean == 40.0
+
+
+def test_rolling_mean_rejects_bad_input_clearly() -> None:
+    rm = RollingMean()
+    with pytest.raises(ValueError, match="no timezone"):
+        rm.add(datetime(2026, 1, 5, 10, 0), 1.0, True)
+    with pytest.raises(ValueError, match="finite"):
+        rm.add(T0, float("inf"), True)
+    with pytest.raises(ValueError, match="malformed"):
+        RollingMean.from_state({"window_s": 3600})
