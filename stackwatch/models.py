@@ -158,8 +158,25 @@ class AggregateRecord(BaseModel):
     mass_kg: float | None = None
     ref_o2: float | None = None
     limit_mg_m3: float | None = Field(default=None, description="Ultra-low limit that applied.")
+    limit_program: str | None = Field(default=None, description="Program of that limit.")
     source: str = "logger"
     revision: int = 0
     logger_mean: float | None = Field(
         default=None, description="The logger's own 2061/2031 value, where it sent one."
     )
+
+
+class AckCommand(BaseModel):
+    """An operator's acknowledgement of an alert (the alert-commands topic, key = stack_id).
+
+    The topic is co-partitioned with the readings topic (same partition count, same key), so
+    the worker that owns a stack's alert book also receives the commands for it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: str = Field(min_length=1)
+    stack_id: str = Field(min_length=1)
+    by: str = Field(min_length=1, description="Who acknowledged (user name or e-mail).")
+    reason: str = Field(min_length=1, description="Why; required (HJ 75 audit trail).")
+    at: AwareDatetime

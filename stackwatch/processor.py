@@ -71,6 +71,18 @@ UPLOAD_LAG: dict[ReadingKind, timedelta] = {
 """How long after its DataTime an upload normally arrives (DataTime = interval start)."""
 
 
+class StreamQualityConfig(QualityConfig):
+    """Detector thresholds as the stream worker applies them.
+
+    Offline after 10 minutes without any frame: loggers upload at least minute data, and a
+    shorter timeout raises on ordinary network jitter (DOMAIN.md §3.3 leaves it to config).
+    Defaults live on the class so a partial override from the environment keeps them.
+    """
+
+    upload_interval: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    offline_missed_intervals: int = Field(default=10, ge=1)
+
+
 class ProcessorConfig(BaseModel):
     """Windowing and rule configuration (documented defaults; see the README)."""
 
@@ -95,11 +107,7 @@ class ProcessorConfig(BaseModel):
     logger_minutes_horizon: timedelta = Field(default=timedelta(hours=2))
     provisional_min_minutes: int = Field(default=45, ge=1)
     averaging: AveragingRules = DEFAULT_RULES
-    quality: QualityConfig = QualityConfig(
-        upload_interval=timedelta(minutes=1), offline_missed_intervals=10
-    )
-    """Offline after 10 minutes without any frame: loggers upload at least minute data, and a
-    shorter timeout raises on ordinary network jitter (DOMAIN.md §3.3 leaves it to config)."""
+    quality: StreamQualityConfig = StreamQualityConfig()
     alerts: AlertPolicy = AlertPolicy()
 
 
@@ -505,6 +513,7 @@ class StackProcessor:
             mass_kg=mass,
             ref_o2=limits.ref_o2 if zs_mean is not None else None,
             limit_mg_m3=limit.limit_mg_m3 if limit is not None else None,
+            limit_program=limit.program if limit is not None else None,
             source=source,
             revision=revision,
         )
