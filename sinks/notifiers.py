@@ -1,0 +1,489 @@
+"""Alert delivery: webhooks (httpx) and e-mail (aiosmtplib), retries with backoff, delivery log.
+
+A :class:`Notifier` turns one :class:`~stackwatch.notify.Notification` into deliveries (one
+per recipient channel), renders each for its channel, sends it with exponential backoff and
+writes every attempt to the delivery log (table ``notifications``: one row per alert event,
+channel and recipient; retries update the row). A failed delivery never raises: it is logged
+with its reason, so one broken robot URL cannot stop the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any, Literal, LiteralString, Protocol
+from urllib.parse import quote_plus
+
+import aiosmtplib
+import httpx
+import psycopg
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from sinks.db import build_conninfo, redact_dsn
+from stackwatch.notify.config import EmailChannel, NotifyConfig, WebhookChannel
+from stackwatch.notify.model import Delivery, Notification, NotificationKind
+from stackwatch.notify.render import (
+    dingtalk_payload,
+    json_payload,
+    render_html,
+    render_subject,
+    render_text,
+    wecom_payload,
+)
+from stackwatch.notify.routing import deliveries
+from stackwatch.settings import SmtpSettings
+
+__all__ = [
+    "DeliveryError",
+    "DeliveryLog",
+    "DeliveryRow",
+    "EmailSender",
+    "MemoryDeliveryLog",
+    "Notifier",
+    "NotifierMetrics",
+    "PgDeliveryLog",
+    "RetryPolicy",
+    "WebhookSender",
+    "build_email",
+    "dingtalk_signed_url",
+    "send_with_retries",
+]
+
+log = logging.getLogger(__name__)
+
+Status = Literal["pending", "sent", "failed", "suppressed"]
+
+#: Robot API error codes that mean "too fast / busy, try later" (DingTalk 130101 send too
+#: fast, WeCom 45009 API frequency limit, -1 system busy on both).
+_ROBOT_RETRYABLE = frozenset({130101, 45009, -1})
+
+
+class DeliveryError(Exception):
+    """A delivery attempt failed; ``retryable`` says whether trying again can help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: delay(n) = min(initial × factor^(n-1), max) before attempt n+1."""
+
+    attempts: int = 5
+    initial_delay_s: float = 1.0
+    factor: float = 2.0
+    max_delay_s: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        return min(self.initial_delay_s * self.factor ** (attempt - 1), self.max_delay_s)
+
+
+class AttemptResult(BaseModel):
+    """Outcome of one delivery after all its attempts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Status
+    attempts: int
+    error: str | None = None
+    sent_at: AwareDatetime | None = None
+
+
+async def send_with_retries(
+    op: Callable[[], Awaitable[None]],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_attempt: Callable[[int, str | None], Awaitable[None]] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> AttemptResult:
+    """Run ``op`` until it succeeds, fails permanently or the attempts are spent.
+
+    ``on_attempt(n, error)`` is awaited after every failed attempt that will be retried.
+    """
+    error: str | None = None
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            await op()
+        except DeliveryError as exc:
+            error = str(exc)
+            if not exc.retryable or attempt == policy.attempts:
+                return AttemptResult(status="failed", attempts=attempt, error=error)
+        else:
+            return AttemptResult(status="sent", attempts=attempt, sent_at=clock())
+        if on_attempt is not None:
+            await on_attempt(attempt, error)
+        await sleep(policy.delay(attempt))
+    return AttemptResult(status="failed", attempts=policy.attempts, error=error)
+
+
+# ------------------------------------------------------------------------------ webhook
+
+
+def dingtalk_signed_url(url: str, secret: str, now_ms: int) -> str:
+    """DingTalk '加签': sign = urlencode(base64(HMAC-SHA256(secret, f"{ts}\\n{secret}")))."""
+    string_to_sign = f"{now_ms}\n{secret}".encode()
+    digest = hmac.new(secret.encode(), string_to_sign, hashlib.sha256).digest()
+    sign = quote_plus(base64.b64encode(digest).decode())
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}timestamp={now_ms}&sign={sign}"
+
+
+class WebhookSender:
+    """POSTs JSON with httpx; maps HTTP and robot errors to retryable or permanent."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        # httpx logs every request line at INFO, URL included: robot URLs carry access tokens.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
+
+    async def send(self, channel: WebhookChannel, payload: dict[str, Any]) -> None:
+        """One attempt. Raises :class:`DeliveryError` (never leaks the URL's token)."""
+        url = channel.url.get_secret_value()
+        if channel.sign_secret is not None:
+            url = dingtalk_signed_url(
+                url, channel.sign_secret.get_secret_value(), int(time.time() * 1000)
+            )
+        headers = {k: v.get_secret_value() for k, v in channel.headers.items()}
+        try:
+            resp = await self.client.post(url, json=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(
+                f"{channel.target}: {type(exc).__name__}: {exc}".replace(url, channel.target),
+                retryable=True,
+            ) from None
+        if resp.status_code >= 300:
+            retryable = resp.status_code >= 500 or resp.status_code in (408, 429)
+            raise DeliveryError(
+                f"{channel.target}: HTTP {resp.status_code} {resp.text[:200]}",
+                retryable=retryable,
+            )
+        if channel.format in ("dingtalk", "wecom"):
+            try:
+                body = resp.json()
+            except ValueError:
+                raise DeliveryError(
+                    f"{channel.target}: robot answered non-JSON {resp.text[:200]!r}",
+                    retryable=False,
+                ) from None
+            code = body.get("errcode", 0) if isinstance(body, dict) else 0
+            if code != 0:
+                raise DeliveryError(
+                    f"{channel.target}: robot errcode {code}: {body.get('errmsg', '')}",
+                    retryable=code in _ROBOT_RETRYABLE,
+                )
+
+
+# -------------------------------------------------------------------------------- email
+
+
+def build_email(sender: str, to: str, subject: str, text: str, html: str) -> EmailMessage:
+    """multipart/alternative: UTF-8 plain text first, HTML second (RFC 2046 §5.1.4 order)."""
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="stackwatch")
+    msg.set_content(text, charset="utf-8")
+    msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg
+
+
+class EmailSender:
+    """Sends one message through the configured SMTP server with aiosmtplib."""
+
+    def __init__(self, smtp: SmtpSettings) -> None:
+        self.smtp = smtp
+
+    async def send(self, message: EmailMessage) -> None:
+        """One attempt. 4xx / connection problems are retryable, 5xx are not."""
+        s = self.smtp
+        if not s.host:
+            raise DeliveryError("SMTP is not configured (STACKWATCH_SMTP__HOST)", retryable=False)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=s.host,
+                port=s.port,
+                username=s.username,
+                password=s.password.get_secret_value() if s.password else None,
+                start_tls=s.starttls and not s.use_tls,
+                use_tls=s.use_tls,
+                timeout=s.timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            raise DeliveryError(
+                f"SMTP refused recipients: {exc}", retryable=all(400 <= c < 500 for c in codes)
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise DeliveryError(
+                f"SMTP {exc.code}: {exc.message}", retryable=400 <= exc.code < 500
+            ) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"SMTP {type(exc).__name__}: {exc}", retryable=True) from None
+
+
+# --------------------------------------------------------------------------- delivery log
+
+
+class DeliveryRow(BaseModel):
+    """One row of the ``notifications`` table (natural key: alert, seq, channel, recipient)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: str
+    event_seq: int
+    channel: str
+    recipient: str
+    status: Status
+    attempts: int
+    error: str | None = None
+    sent_at: AwareDatetime | None = None
+
+
+class DeliveryLog(Protocol):
+    """Where delivery attempts are recorded."""
+
+    async def write(self, rows: Sequence[DeliveryRow]) -> None:
+        """Upsert rows by their natural key. Must not raise on storage problems."""
+
+    async def escalated(self, alert_ids: Sequence[str], level: int) -> None:
+        """Record that these alerts reached escalation ``level`` (never lowers it)."""
+
+
+class MemoryDeliveryLog:
+    """Keeps rows in memory (tests, `--no-db` dry runs); latest row per natural key."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int, str, str], DeliveryRow] = {}
+        self.history: list[DeliveryRow] = []
+        self.levels: dict[str, int] = {}
+
+    async def write(self, rows: Sequence[DeliveryRow]) -> None:
+        """Record rows."""
+        for row in rows:
+            self.rows[(row.alert_id, row.event_seq, row.channel, row.recipient)] = row
+            self.history.append(row)
+
+    async def escalated(self, alert_ids: Sequence[str], level: int) -> None:
+        """Record levels."""
+        for alert_id in alert_ids:
+            self.levels[alert_id] = max(level, self.levels.get(alert_id, 0))
+
+
+_UPSERT = """
+INSERT INTO notifications (alert_id, event_seq, channel, recipient, status, attempts, error,
+                           sent_at)
+VALUES (%(alert_id)s, %(event_seq)s, %(channel)s, %(recipient)s, %(status)s, %(attempts)s,
+        %(error)s, %(sent_at)s)
+ON CONFLICT (alert_id, event_seq, channel, recipient) DO UPDATE
+SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error,
+    sent_at = EXCLUDED.sent_at
+"""
+
+
+_ESCALATED = """
+UPDATE alerts SET escalation_level = %(level)s, updated_at = now()
+WHERE alert_id = ANY(%(ids)s) AND escalation_level < %(level)s
+"""
+
+
+class PgDeliveryLog:
+    """Writes the ``notifications`` table with psycopg 3 (async); reconnects after errors.
+
+    A database outage is logged and the rows are dropped from the log, never from delivery:
+    paging people matters more than the record of it.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def write(self, rows: Sequence[DeliveryRow]) -> None:
+        """Upsert rows in one transaction."""
+        if rows:
+            await self._run(_UPSERT, [r.model_dump() for r in rows])
+
+    async def escalated(self, alert_ids: Sequence[str], level: int) -> None:
+        """Raise ``alerts.escalation_level`` (a row the writer has not stored yet is skipped)."""
+        if alert_ids:
+            await self._run(_ESCALATED, [{"ids": list(alert_ids), "level": level}])
+
+    async def _run(self, sql: LiteralString, params: list[dict[str, Any]]) -> None:
+        async with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        build_conninfo(self.dsn), autocommit=False
+                    )
+                async with self._conn.transaction(), self._conn.cursor() as cur:
+                    await cur.executemany(sql, params)
+            except (psycopg.Error, OSError) as exc:
+                log.error(
+                    "delivery log write failed",
+                    extra={"error": str(exc), "rows": len(params), "dsn": redact_dsn(self.dsn)},
+                )
+                await self._drop()
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        """Close the connection."""
+        async with self._lock:
+            await self._drop()
+
+
+# ------------------------------------------------------------------------------ notifier
+
+
+class NotifierMetrics:
+    """Deliveries by channel and outcome, and retries (labels are closed sets)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.deliveries = Counter(
+            "stackwatch_notifications",
+            "Notification deliveries finished, by channel (webhook|email), notification kind "
+            "(firing|repeat|escalation|resolved) and outcome (sent|failed).",
+            ["channel", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "stackwatch_notification_retries",
+            "Failed delivery attempts that were retried, by channel.",
+            ["channel"],
+            registry=self.registry,
+        )
+
+
+class Notifier:
+    """Renders, sends (with retries) and logs every delivery of a notification."""
+
+    def __init__(
+        self,
+        config: NotifyConfig,
+        *,
+        base_url: str,
+        webhook: WebhookSender,
+        email: EmailSender,
+        delivery_log: DeliveryLog,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: NotifierMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or NotifierMetrics()
+        self.base_url = config.grafana_url or base_url
+        self.webhook = webhook
+        self.email = email
+        self.log = delivery_log
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+
+    async def send(self, notification: Notification) -> list[tuple[Delivery, AttemptResult]]:
+        """Deliver to every recipient channel concurrently; returns each outcome."""
+        if notification.kind is NotificationKind.ESCALATION:
+            await self.log.escalated(
+                [item.event.alert_id for item in notification.alerts], notification.level
+            )
+        items = deliveries(self.config, notification)
+        results = await asyncio.gather(*(self.deliver(d) for d in items))
+        return list(zip(items, results, strict=True))
+
+    def _operation(self, delivery: Delivery) -> Callable[[], Awaitable[None]]:
+        n, channel = delivery.notification, delivery.channel
+        if isinstance(channel, WebhookChannel):
+            payload = {
+                "json": json_payload,
+                "dingtalk": dingtalk_payload,
+                "wecom": wecom_payload,
+            }[channel.format](n, self.base_url)
+            return lambda: self.webhook.send(channel, payload)
+        assert isinstance(channel, EmailChannel)
+        message = build_email(
+            self.email.smtp.sender,
+            channel.address,
+            render_subject(n),
+            render_text(n, self.base_url),
+            render_html(n, self.base_url),
+        )
+        return lambda: self.email.send(message)
+
+    def _rows(
+        self, delivery: Delivery, status: Status, attempts: int, error: str | None,
+        sent_at: datetime | None,
+    ) -> list[DeliveryRow]:
+        return [
+            DeliveryRow(
+                alert_id=item.event.alert_id,
+                event_seq=item.event.seq,
+                channel=delivery.channel_type,
+                recipient=delivery.recipient_label,
+                status=status,
+                attempts=attempts,
+                error=error,
+                sent_at=sent_at,
+            )
+            for item in delivery.notification.alerts
+        ]
+
+    async def deliver(self, delivery: Delivery) -> AttemptResult:
+        """Send one delivery with retries; every attempt is written to the delivery log."""
+        try:
+            op = self._operation(delivery)
+        except Exception as exc:  # rendering must never take the dispatcher down
+            log.exception("notification rendering failed")
+            result = AttemptResult(status="failed", attempts=0, error=f"render: {exc}")
+            self.metrics.deliveries.labels(
+                channel=delivery.channel_type, kind=delivery.notification.kind.value,
+                outcome="failed",
+            ).inc()
+            await self.log.write(self._rows(delivery, "failed", 0, result.error, None))
+            return result
+        await self.log.write(self._rows(delivery, "pending", 0, None, None))
+
+        async def progress(attempt: int, error: str | None) -> None:
+            self.metrics.retries.labels(channel=delivery.channel_type).inc()
+            await self.log.write(self._rows(delivery, "pending", attempt, error, None))
+
+        result = await send_with_retries(op, self.retry, sleep=self.sleep, on_attempt=progress)
+        await self.log.write(
+            self._rows(delivery, result.status, result.attempts, result.error, result.sent_at)
+        )
+        self.metrics.deliveries.labels(
+            channel=delivery.channel_type,
+            kind=delivery.notification.kind.value,
+            outcome=result.status,
+        ).inc()
+        extra = {
+            "recipient": delivery.recipient_label,
+            "kind": delivery.notification.kind.value,
+            "route": delivery.notification.route,
+            "attempts": result.attempts,
+            "alerts": [i.event.alert_id for i in delivery.notification.alerts],
+        }
+        if result.status == "sent":
+            log.info("notification sent", extra=extra)
+        else:
+            log.warning("notification failed", extra=extra | {"error": result.error})
+        return result

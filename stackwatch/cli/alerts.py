@@ -1,0 +1,324 @@
+"""`stackwatch alerts ack|list|dispatch|api`: the alert workflow (README "Alert workflow").
+
+The module only wires: the I/O (PostgreSQL, Kafka, HTTP, SMTP) lives in `sinks/` and is
+imported inside the commands, so the `stackwatch` package never imports a driver
+(CONTRIBUTING "Layout"). The database is STACKWATCH_DATABASE_URL or the embedded PostgreSQL 18;
+the broker is STACKWATCH_KAFKA_BOOTSTRAP or the embedded Tansu (`stackwatch services up`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from stackwatch.notify.ack import AckRequest
+from stackwatch.settings import Settings, get_settings
+
+app = typer.Typer(help="Alerts: acknowledge, list, dispatch notifications, serve the ack API.")
+console = Console()
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option("--dsn", help="PostgreSQL DSN (default: settings, then the embedded server).",
+                 show_default=False),
+]
+BootstrapOption = Annotated[
+    str | None,
+    typer.Option("--bootstrap", help="Kafka host:port (default: settings, then embedded Tansu).",
+                 show_default=False),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def _dsn(dsn: str | None, settings: Settings) -> str:
+    from stackwatch.services import ServiceError, resolve_database_url
+
+    if dsn:
+        return dsn
+    try:
+        return resolve_database_url(settings)
+    except (ServiceError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _bootstrap(bootstrap: str | None, settings: Settings) -> str:
+    from stackwatch.services import ServiceError, resolve_kafka_bootstrap
+
+    if bootstrap:
+        return bootstrap
+    try:
+        return resolve_kafka_bootstrap(settings)
+    except (ServiceError, OSError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+@app.command()
+def ack(
+    alert_id: Annotated[str, typer.Argument(help="Alert id (see `stackwatch alerts list`).")],
+    by: Annotated[str, typer.Option("--by", help="Your name (recorded with the ack).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why / what is being done.")],
+    dsn: DsnOption = None,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Acknowledge an open alert: stops its repeats and its escalation."""
+    import psycopg
+
+    from sinks.ack_api import AlertNotOpenError, KafkaAckPublisher, PgAlertRepository, publish_ack
+
+    settings = get_settings()
+    try:
+        request = AckRequest(by=by, reason=reason)
+    except ValidationError as exc:
+        raise _fail(f"invalid acknowledgement: {exc.errors()[0]['msg']}") from None
+    db, kafka = _dsn(dsn, settings), _bootstrap(bootstrap, settings)
+
+    async def run() -> Any:
+        topic = settings.topics.alert_commands
+        publisher = KafkaAckPublisher(kafka, topic, settings.broker_profile)
+        await publisher.start()
+        try:
+            return await publish_ack(
+                PgAlertRepository(db), publisher, alert_id, request, datetime.now(UTC)
+            )
+        finally:
+            await publisher.stop()
+
+    try:
+        command = asyncio.run(run())
+    except AlertNotOpenError as exc:
+        raise _fail(str(exc)) from None
+    except (psycopg.Error, OSError) as exc:
+        raise _fail(f"database: {exc}") from None
+    except Exception as exc:  # aiokafka errors have no common public base worth naming
+        raise _fail(f"could not publish the acknowledgement: {type(exc).__name__}: {exc}") from None
+    console.print(
+        f"acknowledged [bold]{command.alert_id}[/bold] (stack {command.stack_id}) "
+        f"by {command.by}: {command.reason}",
+        highlight=False,
+    )
+
+
+@app.command("list")
+def list_alerts(
+    dsn: DsnOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=5000)] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """Show open (active or acknowledged) alerts, most recent first."""
+    import psycopg
+
+    from sinks.ack_api import PgAlertRepository
+
+    settings = get_settings()
+    repo = PgAlertRepository(_dsn(dsn, settings))
+    try:
+        alerts = asyncio.run(repo.list_active(limit))
+    except (psycopg.Error, OSError) as exc:
+        raise _fail(f"database: {exc}") from None
+    if as_json:
+        for a in alerts:
+            typer.echo(a.model_dump_json())
+        return
+    table = Table(title=f"Open alerts ({len(alerts)})")
+    for column in ("alert id", "stack", "plant", "factor", "rule", "severity", "state",
+                   "first seen (UTC+8)", "count", "peak / limit", "ack by", "level"):
+        table.add_column(column)
+    from stackwatch.notify.render import BEIJING, format_number
+
+    for a in alerts:
+        table.add_row(
+            a.alert_id,
+            a.stack_name or a.stack_id,
+            a.plant or "",
+            a.factor or "",
+            a.rule,
+            a.severity,
+            a.state,
+            a.first_seen.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
+            str(a.count),
+            f"{format_number(a.peak_value)} / {format_number(a.limit_value)}",
+            a.acked_by or "",
+            str(a.escalation_level),
+        )
+    console.print(table)
+
+
+@app.command()
+def dispatch(
+    routes: Annotated[
+        Path,
+        typer.Option("--routes", envvar="STACKWATCH_NOTIFY_FILE",
+                     help="Routing file (see sinks/notify.example.yaml)."),
+    ],
+    registry_file: Annotated[
+        Path | None,
+        typer.Option("--registry", help="Stack registry YAML (default: gateway setting).",
+                     show_default=False),
+    ] = None,
+    dsn: DsnOption = None,
+    bootstrap: BootstrapOption = None,
+    tick_s: Annotated[float, typer.Option("--tick", min=0.5, help="Timer period (s).")] = 5.0,
+    state_file: Annotated[
+        Path | None,
+        typer.Option("--state-file", help="Scheduler state across restarts (default: "
+                     "<data_dir>/notify-state.json).", show_default=False),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port (0 = any).",
+                     show_default=False),
+    ] = None,
+) -> None:
+    """Consume the alerts topic and send notifications (webhook, e-mail) until stopped."""
+    import httpx
+
+    from sinks.alert_dispatcher import (
+        AlertDispatcher,
+        FileStateStore,
+        load_scheduler,
+        run_dispatcher,
+    )
+    from sinks.metrics_http import MetricsServer
+    from sinks.notifiers import (
+        EmailSender,
+        Notifier,
+        NotifierMetrics,
+        PgDeliveryLog,
+        WebhookSender,
+    )
+    from stackwatch.cli.gateway import load_registry
+    from stackwatch.notify import NotifyConfig, NotifyConfigError
+
+    settings = get_settings()
+    try:
+        config = NotifyConfig.load(routes)
+    except NotifyConfigError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        registry = load_registry(registry_file or settings.gateway.registry_file)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"registry: {exc}") from None
+    db, kafka = _dsn(dsn, settings), _bootstrap(bootstrap, settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        log = PgDeliveryLog(db)
+        metrics = NotifierMetrics()
+        server = (
+            MetricsServer(metrics.registry, host=settings.web_host, port=metrics_port)
+            if metrics_port is not None
+            else None
+        )
+        if server is not None:
+            await server.start()
+            console.print(f"metrics on {server.url}", highlight=False)
+        async with httpx.AsyncClient(timeout=15) as client:
+            notifier = Notifier(
+                config,
+                base_url=settings.grafana_url,
+                webhook=WebhookSender(client),
+                email=EmailSender(settings.smtp),
+                delivery_log=log,
+                metrics=metrics,
+            )
+            store = FileStateStore(
+                state_file or settings.resolved_data_dir() / "notify-state.json"
+            )
+            dispatcher = AlertDispatcher(
+                load_scheduler(config, store), notifier, registry=registry, state_store=store
+            )
+            try:
+                await run_dispatcher(
+                    dispatcher,
+                    bootstrap=kafka,
+                    topic=settings.topics.alerts,
+                    tick_interval_s=tick_s,
+                    stop=stop,
+                )
+            finally:
+                await log.close()
+                if server is not None:
+                    await server.stop()
+
+    asyncio.run(run())
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option("--host", help="Bind address (default: "
+                                             "settings.web_host).", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default: settings.web_port).",
+                                             show_default=False)] = None,
+    insecure_dev: Annotated[
+        bool,
+        typer.Option("--insecure-dev", help="Allow running WITHOUT a token (local development)."),
+    ] = False,
+    dsn: DsnOption = None,
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Serve the acknowledgement HTTP API (POST /alerts/{id}/ack, GET /alerts)."""
+    from aiohttp import web
+
+    from sinks.ack_api import (
+        InsecureConfigError,
+        KafkaAckPublisher,
+        PgAlertRepository,
+        check_token,
+        create_app,
+    )
+
+    settings = get_settings()
+    try:
+        check_token(settings.api_token, insecure_dev=insecure_dev)
+    except InsecureConfigError as exc:
+        raise _fail(str(exc)) from None
+    db, kafka = _dsn(dsn, settings), _bootstrap(bootstrap, settings)
+    publisher = KafkaAckPublisher(kafka, settings.topics.alert_commands, settings.broker_profile)
+    try:
+        application = create_app(
+            token=settings.api_token,
+            publisher=publisher,
+            repository=PgAlertRepository(db),
+            insecure_dev=insecure_dev,
+        )
+    except InsecureConfigError as exc:
+        raise _fail(str(exc)) from None
+    bind_host, bind_port = host or settings.web_host, port or settings.web_port
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        await publisher.start()
+        runner = web.AppRunner(application)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, bind_host, bind_port).start()
+            console.print(f"ack API on http://{bind_host}:{bind_port}", highlight=False)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+            await publisher.stop()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise _fail(f"cannot serve on {bind_host}:{bind_port}: {exc}") from None

@@ -1,0 +1,719 @@
+"""Delivery and acknowledgement against REAL servers on loopback.
+
+* an aiosmtpd SMTP server receives the alert mail (subject, plain + HTML parts, UTF-8);
+* an aiohttp server plays the webhook endpoints (generic JSON, DingTalk with signing, WeCom)
+  and fails on demand (500 twice, then 200) to prove retries and the delivery log;
+* the ack API runs as a real aiohttp server and is called over HTTP with and without token;
+* the delivery log, the alert repository and the Kafka ack publisher run against the session's
+  PostgreSQL 18 and Tansu broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiosmtpd.controller import Controller
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
+
+from sinks.ack_api import (
+    ActiveAlert,
+    InsecureConfigError,
+    KafkaAckPublisher,
+    PgAlertRepository,
+    create_app,
+)
+from sinks.alert_dispatcher import AlertDispatcher, run_dispatcher
+from sinks.db import connect
+from sinks.notifiers import (
+    EmailSender,
+    MemoryDeliveryLog,
+    Notifier,
+    NotifierMetrics,
+    PgDeliveryLog,
+    RetryPolicy,
+    WebhookSender,
+)
+from sinks.schema import migrate
+from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
+from stackwatch.notify import (
+    AlertItem,
+    Notification,
+    NotificationKind,
+    NotifyConfig,
+    NotifyScheduler,
+    StackMeta,
+)
+from stackwatch.notify.ack import AckCommand
+from stackwatch.registry import StackInfo, StackRegistry
+from stackwatch.services.ports import free_port
+from stackwatch.settings import SmtpSettings
+
+pytestmark = pytest.mark.integration
+
+GRAFANA = "http://grafana.test:3000"
+END = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # Beijing 11:00
+ALERT_ID = "7f1c2d3e-0000-5000-8000-0000000000aa"
+TOKEN = "t0ken-for-tests-0123456789"
+DD_SECRET = "SEC-test-secret"
+STACK = StackMeta(
+    stack_id="hd-steel-01", name="1#烧结机头", plant="某钢铁有限公司", city="邯郸", sector="steel"
+)
+
+
+def so2_event(seq: int = 1, kind: EventKind = EventKind.RAISE) -> AlertEvent:
+    return AlertEvent(
+        alert_id=ALERT_ID,
+        seq=seq,
+        kind=kind,
+        at=END,
+        stack_id="hd-steel-01",
+        factor="a21026",
+        rule=Rule.HOUR_EXCEEDANCE,
+        severity=Severity.ALARM,
+        state=AlertState.ACTIVE,
+        title_zh="小时均值超标",
+        title_en="hourly mean exceedance",
+        first_seen=END,
+        last_seen=END,
+        count=1,
+        value=62.3,
+        peak_value=62.3,
+        limit=35.0,
+        ref_o2=16.0,
+        period_start=END - timedelta(hours=1),
+        period_end=END,
+        evidence={"valid_minutes": 58},
+    )
+
+
+def notification(kind: NotificationKind = NotificationKind.FIRING) -> Notification:
+    return Notification(
+        kind=kind,
+        route="handan",
+        group_key="stack_id=hd-steel-01",
+        groups=["duty"],
+        level=0,
+        at=END,
+        alerts=[AlertItem(event=so2_event(), stack=STACK)],
+    )
+
+
+# ------------------------------------------------------------------------------ servers
+
+
+class _MailSink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, _MailSink]]:
+    sink = _MailSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, sink
+    finally:
+        controller.stop()
+
+
+@dataclass
+class Hooks:
+    """What the webhook server received, and how it should fail."""
+
+    url: str
+    received: dict[str, list[Any]] = field(default_factory=dict)
+    queries: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    fail_first: int = 0
+    failures: int = 0
+
+
+@pytest.fixture
+async def hooks() -> AsyncIterator[Hooks]:
+    state = Hooks(url="")
+
+    async def handle(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        state.received.setdefault(name, []).append(await request.json())
+        state.queries.setdefault(name, []).append(dict(request.query))
+        if name == "flaky" and state.failures < state.fail_first:
+            state.failures += 1
+            return web.json_response({"error": "boom"}, status=500)
+        if name == "dingtalk-keyword":
+            return web.json_response({"errcode": 310000, "errmsg": "keywords not in content"})
+        if name in ("dingtalk", "wecom"):
+            return web.json_response({"errcode": 0, "errmsg": "ok"})
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook/{name}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    state.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+def config_for(hooks: Hooks, email: str = "duty@example.cn") -> NotifyConfig:
+    return NotifyConfig.model_validate(
+        {
+            "recipients": [
+                {
+                    "name": "duty",
+                    "channels": [
+                        {"type": "email", "address": email},
+                        {"type": "webhook", "format": "json", "url": f"{hooks.url}/json"},
+                        {
+                            "type": "webhook",
+                            "format": "dingtalk",
+                            "url": f"{hooks.url}/dingtalk?access_token=abc",
+                            "sign_secret": DD_SECRET,
+                        },
+                        {"type": "webhook", "format": "wecom", "url": f"{hooks.url}/wecom?key=k"},
+                    ],
+                },
+                {
+                    "name": "flaky",
+                    "channels": [{"type": "webhook", "url": f"{hooks.url}/flaky"}],
+                },
+                {
+                    "name": "robot",
+                    "channels": [
+                        {
+                            "type": "webhook",
+                            "format": "dingtalk",
+                            "url": f"{hooks.url}/dingtalk-keyword?access_token=SECRET123",
+                        }
+                    ],
+                },
+            ],
+            "groups": [
+                {"name": "duty", "members": ["duty"]},
+                {"name": "flaky", "members": ["flaky"]},
+                {"name": "robot", "members": ["robot"]},
+            ],
+            "routes": [{"name": "handan", "group": "duty", "group_wait": "0s"}],
+        }
+    )
+
+
+async def _no_sleep(_seconds: float) -> None:
+    return None
+
+
+def make_notifier(
+    config: NotifyConfig, client: httpx.AsyncClient, smtp_port: int, log: Any,
+    metrics: NotifierMetrics | None = None,
+) -> Notifier:
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, starttls=False, sender="cems@example.cn")
+    return Notifier(
+        config,
+        base_url=GRAFANA,
+        webhook=WebhookSender(client),
+        email=EmailSender(smtp),
+        delivery_log=log,
+        retry=RetryPolicy(attempts=4, initial_delay_s=0.01),
+        sleep=_no_sleep,
+        metrics=metrics,
+    )
+
+
+# --------------------------------------------------------------------------------- tests
+
+
+async def test_email_and_webhooks_are_received(
+    smtp_server: tuple[int, _MailSink], hooks: Hooks
+) -> None:
+    port, sink = smtp_server
+    log = MemoryDeliveryLog()
+    async with httpx.AsyncClient(timeout=5) as client:
+        notifier = make_notifier(config_for(hooks), client, port, log)
+        outcomes = await notifier.send(notification())
+    assert sorted(r.status for _, r in outcomes) == ["sent"] * 4
+
+    # --- the mail
+    [(mail_from, rcpts, raw)] = sink.messages
+    assert (mail_from, rcpts) == ("cems@example.cn", ["duty@example.cn"])
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    assert msg["Subject"] == (
+        "[新告警 NEW · 告警 ALARM] 小时均值超标 hourly mean exceedance"
+        " — 某钢铁有限公司 1#烧结机头 a21026"
+    )
+    assert msg.get_content_type() == "multipart/alternative"
+    plain = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert plain is not None and html is not None
+    text, page = plain.get_content(), html.get_content()
+    for body in (text, page):
+        assert "二氧化硫" in body and "sulphur dioxide (SO2)" in body
+        assert "某钢铁有限公司" in body
+        assert "2026-11-22 10:00 – 11:00 (UTC+8)" in body  # 02:00–03:00 UTC
+        assert "stack-detail?var-stack=hd-steel-01" in body
+    assert "62.3 mg/m³（限值 limit 35 mg/m³，178 %）" in text  # 62.3/35 = 178 %
+    assert plain.get_content_charset() == "utf-8"
+
+    # --- generic JSON
+    [doc] = hooks.received["json"]
+    assert doc["kind"] == "firing"
+    assert doc["alerts"][0]["alert_id"] == ALERT_ID
+    assert (doc["alerts"][0]["value"], doc["alerts"][0]["limit"]) == (62.3, 35.0)
+
+    # --- DingTalk: markdown shape and a valid '加签' signature
+    [dd] = hooks.received["dingtalk"]
+    assert dd["msgtype"] == "markdown" and set(dd["markdown"]) == {"title", "text"}
+    [query] = hooks.queries["dingtalk"]
+    assert query["access_token"] == "abc"
+    expected = base64.b64encode(
+        hmac.new(
+            DD_SECRET.encode(), f"{query['timestamp']}\n{DD_SECRET}".encode(), hashlib.sha256
+        ).digest()
+    ).decode()
+    assert query["sign"] == expected  # aiohttp has already URL-decoded the query
+
+    # --- WeCom
+    [wc] = hooks.received["wecom"]
+    assert wc["msgtype"] == "markdown" and set(wc["markdown"]) == {"content"}
+    assert "二氧化硫" in wc["markdown"]["content"]
+
+    # --- delivery log: one row per channel, all sent at the first attempt
+    assert sorted((r.channel, r.status, r.attempts) for r in log.rows.values()) == [
+        ("email", "sent", 1),
+        ("webhook", "sent", 1),
+        ("webhook", "sent", 1),
+        ("webhook", "sent", 1),
+    ]
+
+
+async def test_webhook_retries_until_delivered_and_logs_to_postgres(
+    hooks: Hooks, pg_database: str
+) -> None:
+    with connect(pg_database) as conn:
+        migrate(conn)
+    hooks.fail_first = 2
+    log = PgDeliveryLog(pg_database)
+    metrics = NotifierMetrics(CollectorRegistry())
+    note = notification().model_copy(update={"groups": ["flaky"]})
+    async with httpx.AsyncClient(timeout=5) as client:
+        notifier = make_notifier(config_for(hooks), client, 1, log, metrics)
+        [(delivery, result)] = await notifier.send(note)
+    await log.close()
+    assert (result.status, result.attempts) == ("sent", 3)
+    assert len(hooks.received["flaky"]) == 3  # 500, 500, 200
+    with psycopg.connect(pg_database) as conn:
+        rows = conn.execute(
+            "SELECT alert_id, event_seq, channel, recipient, status, attempts, sent_at IS NOT NULL"
+            " FROM notifications"
+        ).fetchall()
+    assert rows == [
+        (ALERT_ID, 1, "webhook", delivery.recipient_label, "sent", 3, True),
+    ]
+    sample = metrics.registry.get_sample_value
+    labels = {"channel": "webhook", "kind": "firing", "outcome": "sent"}
+    assert sample("stackwatch_notifications_total", labels) == 1.0
+    assert sample("stackwatch_notification_retries_total", {"channel": "webhook"}) == 2.0
+
+
+async def test_permanent_failures_are_not_retried(
+    hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    log = MemoryDeliveryLog()
+    note = notification().model_copy(update={"groups": ["robot"]})
+    async with httpx.AsyncClient(timeout=5) as client:
+        notifier = make_notifier(config_for(hooks), client, 1, log)
+        [(_, result)] = await notifier.send(note)
+    # DingTalk errcode 310000 (keyword check) is a configuration error: one attempt only.
+    assert (result.status, result.attempts) == ("failed", 1)
+    assert result.error is not None and "310000" in result.error
+    assert len(hooks.received["dingtalk-keyword"]) == 1
+    [row] = log.rows.values()
+    assert (row.status, row.attempts) == ("failed", 1)
+    # the robot's access token appears in no error and no log line
+    assert "SECRET123" not in (row.error or "") + row.recipient
+    ours = [r for r in caplog.records if not r.name.startswith("aiohttp")]  # not the robot's
+    assert ours and all("SECRET123" not in r.getMessage() for r in ours)
+
+
+async def test_retries_are_bounded(hooks: Hooks) -> None:
+    hooks.fail_first = 100
+    log = MemoryDeliveryLog()
+    note = notification().model_copy(update={"groups": ["flaky"]})
+    async with httpx.AsyncClient(timeout=5) as client:
+        notifier = make_notifier(config_for(hooks), client, 1, log)
+        [(_, result)] = await notifier.send(note)
+    assert (result.status, result.attempts) == ("failed", 4)  # RetryPolicy(attempts=4)
+    assert [(r.status, r.attempts) for r in log.history] == [
+        ("pending", 0), ("pending", 1), ("pending", 2), ("pending", 3), ("failed", 4)
+    ]
+
+
+async def test_smtp_down_is_a_logged_failure(hooks: Hooks) -> None:
+    log = MemoryDeliveryLog()
+    closed = free_port()  # nothing listens there
+    async with httpx.AsyncClient(timeout=5) as client:
+        notifier = make_notifier(config_for(hooks), client, closed, log)
+        outcomes = await notifier.send(notification())
+    by_channel = {d.channel_type + d.channel.target: r for d, r in outcomes}
+    mail = by_channel["emailduty@example.cn"]
+    assert (mail.status, mail.attempts) == ("failed", 4)
+    assert mail.error is not None and "SMTP" in mail.error
+
+
+async def test_dispatcher_sends_what_the_scheduler_decides(
+    smtp_server: tuple[int, _MailSink], hooks: Hooks
+) -> None:
+    port, sink = smtp_server
+    now = [END]
+    registry = StackRegistry(
+        stacks=[
+            StackInfo(
+                stack_id="hd-steel-01", mn="MN01", name="1#烧结机头", plant="某钢铁有限公司",
+                city="邯郸", sector="steel", process="sinter",
+            )
+        ]
+    )
+    log = MemoryDeliveryLog()
+    async with httpx.AsyncClient(timeout=5) as client:
+        config = config_for(hooks)
+        notifier = make_notifier(config, client, port, log)
+        dispatcher = AlertDispatcher(
+            NotifyScheduler(config), notifier, registry=registry, clock=lambda: now[0]
+        )
+        assert dispatcher.on_payload(b"{not json") is False
+        assert dispatcher.on_payload(so2_event().model_dump_json().encode()) is True
+        assert dispatcher.on_payload(so2_event().model_dump_json().encode()) is False  # dup
+        sent = await dispatcher.on_tick()  # group_wait 0 s → due at once
+        await dispatcher.drain()
+    assert dispatcher.rejected == 1
+    assert [n.kind for n in sent] == [NotificationKind.FIRING]
+    assert len(sink.messages) == 1
+    [doc] = hooks.received["json"]
+    assert doc["alerts"][0]["plant"] == "某钢铁有限公司"  # resolved from the registry
+
+
+# ------------------------------------------------------------------------------ ack API
+
+
+class _Repo:
+    def __init__(self, alerts: list[ActiveAlert]) -> None:
+        self.alerts = {a.alert_id: a for a in alerts}
+
+    async def get_open(self, alert_id: str) -> ActiveAlert | None:
+        return self.alerts.get(alert_id)
+
+    async def list_active(self, limit: int = 500) -> list[ActiveAlert]:
+        return list(self.alerts.values())[:limit]
+
+
+class _Publisher:
+    def __init__(self) -> None:
+        self.commands: list[AckCommand] = []
+
+    async def publish(self, command: AckCommand) -> None:
+        self.commands.append(command)
+
+
+OPEN = ActiveAlert(
+    alert_id=ALERT_ID, stack_id="hd-steel-01", factor="a21026", rule="hour_exceedance",
+    severity="alarm", state="active", first_seen=END, last_seen=END,
+)
+ACK_AT = datetime(2026, 11, 22, 3, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+async def ack_api() -> AsyncIterator[tuple[str, _Publisher]]:
+    publisher = _Publisher()
+    app = create_app(
+        token=SecretStr(TOKEN), publisher=publisher, repository=_Repo([OPEN]),
+        clock=lambda: ACK_AT,
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", publisher
+    finally:
+        await runner.cleanup()
+
+
+async def test_ack_requires_the_token(ack_api: tuple[str, _Publisher]) -> None:
+    base, publisher = ack_api
+    body = {"by": "王工", "reason": "desulphuriser pump restarted"}
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        r = await client.post(f"/alerts/{ALERT_ID}/ack", json=body)
+        assert r.status_code == 401
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        r = await client.post(
+            f"/alerts/{ALERT_ID}/ack", json=body, headers={"Authorization": "Bearer wrong"}
+        )
+        assert r.status_code == 401
+        r = await client.get("/alerts")
+        assert r.status_code == 401
+        assert (await client.get("/healthz")).status_code == 200
+    assert publisher.commands == []
+
+
+async def test_ack_publishes_the_command(ack_api: tuple[str, _Publisher]) -> None:
+    base, publisher = ack_api
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=base, timeout=5, headers=auth) as client:
+        r = await client.post(
+            f"/alerts/{ALERT_ID}/ack",
+            json={"by": " 王工 ", "reason": "desulphuriser pump restarted"},
+        )
+        assert r.status_code == 202, r.text
+        assert r.json()["command"]["stack_id"] == "hd-steel-01"
+        # unknown alert, malformed JSON, missing field
+        assert (await client.post("/alerts/nope/ack", json={"by": "a", "reason": "b"})
+                ).status_code == 404
+        assert (await client.post(f"/alerts/{ALERT_ID}/ack", content=b"{")).status_code == 400
+        r = await client.post(f"/alerts/{ALERT_ID}/ack", json={"by": "a"})
+        assert r.status_code == 422 and r.json()["details"][0]["field"] == "reason"
+        listing = (await client.get("/alerts")).json()
+    assert publisher.commands == [
+        AckCommand(
+            alert_id=ALERT_ID, stack_id="hd-steel-01", by="王工",
+            reason="desulphuriser pump restarted", at=ACK_AT,
+        )
+    ]
+    assert [a["alert_id"] for a in listing["alerts"]] == [ALERT_ID]
+
+
+def test_no_token_no_start() -> None:
+    repo, pub = _Repo([]), _Publisher()
+    with pytest.raises(InsecureConfigError, match="STACKWATCH_API_TOKEN"):
+        create_app(token=None, publisher=pub, repository=repo)
+    with pytest.raises(InsecureConfigError, match="too short"):
+        create_app(token=SecretStr("short"), publisher=pub, repository=repo)
+    create_app(token=None, publisher=pub, repository=repo, insecure_dev=True)
+
+
+async def test_repository_reads_open_alerts_from_postgres(pg_database: str) -> None:
+    with connect(pg_database) as conn:
+        migrate(conn)
+        conn.execute(
+            "INSERT INTO stacks (stack_id, mn, name, plant, city, sector, process)"
+            " VALUES ('hd-steel-01', 'MN01', '1#烧结机头', '某钢铁有限公司', '邯郸', 'steel',"
+            " 'sinter')"
+        )
+        conn.execute(
+            "INSERT INTO alerts (alert_id, stack_id, factor, rule, severity, state, first_seen,"
+            " last_seen, cleared_at, limit_value) VALUES"
+            " ('open-1', 'hd-steel-01', 'a21026', 'hour_exceedance', 'alarm', 'active', %(t)s,"
+            "  %(t)s, NULL, 35),"
+            " ('gone-1', 'hd-steel-01', 'a21026', 'hour_warning', 'warning', 'cleared', %(t)s,"
+            "  %(t)s, %(t)s, 28)",
+            {"t": END},
+        )
+        conn.commit()
+    repo = PgAlertRepository(pg_database)
+    got = await repo.get_open("open-1")
+    assert got is not None
+    assert (got.stack_id, got.plant, got.stack_name, got.limit_value) == (
+        "hd-steel-01", "某钢铁有限公司", "1#烧结机头", 35.0
+    )
+    assert await repo.get_open("gone-1") is None  # cleared is not open
+    assert [a.alert_id for a in await repo.list_active()] == ["open-1"]
+
+
+async def test_kafka_publisher_delivers_keyed_command(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    topic = f"{unique_topic}.alert-commands"
+    publisher = KafkaAckPublisher(kafka_bootstrap, topic)
+    await publisher.start()
+    command = AckCommand(
+        alert_id=ALERT_ID, stack_id="hd-steel-01", by="王工", reason="fixed", at=ACK_AT
+    )
+    try:
+        await publisher.publish(command)
+    finally:
+        await publisher.stop()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), timeout=60)
+    finally:
+        await consumer.stop()
+    assert record.key == b"hd-steel-01"
+    assert AckCommand.model_validate(json.loads(record.value)) == command
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def _seed_alert(dsn: str) -> None:
+    with connect(dsn) as conn:
+        migrate(conn)
+        conn.execute(
+            "INSERT INTO alerts (alert_id, stack_id, factor, rule, severity, state, first_seen,"
+            " last_seen, peak_value, limit_value) VALUES (%(id)s, 'hd-steel-01', 'a21026',"
+            " 'hour_exceedance', 'alarm', 'active', %(t)s, %(t)s, 62.3, 35)",
+            {"id": ALERT_ID, "t": END},
+        )
+        conn.commit()
+
+
+@pytest.fixture
+def cli_settings(monkeypatch: pytest.MonkeyPatch, unique_topic: str) -> Iterator[str]:
+    """Fresh settings with a unique alert-commands topic; returns the topic."""
+    from stackwatch.settings import get_settings
+
+    topic = f"{unique_topic}.cli-acks"
+    monkeypatch.setenv("STACKWATCH_TOPICS__ALERT_COMMANDS", topic)
+    get_settings.cache_clear()
+    yield topic
+    get_settings.cache_clear()
+
+
+def test_cli_list_shows_open_alerts(
+    pg_database: str, cli_settings: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from stackwatch.cli import app
+
+    _seed_alert(pg_database)
+    result = CliRunner().invoke(app, ["alerts", "list", "--dsn", pg_database, "--json"])
+    assert result.exit_code == 0, result.output
+    [line] = result.output.strip().splitlines()
+    row = json.loads(line)
+    assert (row["alert_id"], row["state"], row["peak_value"]) == (ALERT_ID, "active", 62.3)
+    from stackwatch.cli import alerts as alerts_cli
+
+    monkeypatch.setattr(alerts_cli.console, "width", 250)  # a wide terminal: no wrapping
+    table = CliRunner().invoke(app, ["alerts", "list", "--dsn", pg_database])
+    assert table.exit_code == 0 and "Open alerts (1)" in table.output
+    assert "62.3 / 35" in table.output
+
+
+async def test_cli_ack_publishes_to_kafka(
+    pg_database: str, kafka_bootstrap: str, cli_settings: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from stackwatch.cli import app
+
+    _seed_alert(pg_database)
+    args = ["alerts", "ack", ALERT_ID, "--by", "王工", "--reason", "SO2 analyser recalibrated",
+            "--dsn", pg_database, "--bootstrap", kafka_bootstrap]
+    # typer runs asyncio.run(): keep it off this test's running event loop
+    result = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert result.exit_code == 0, result.output
+    assert "acknowledged" in result.output
+    unknown = await asyncio.to_thread(
+        CliRunner().invoke, app,
+        ["alerts", "ack", "no-such-alert", "--by", "a", "--reason", "b", "--dsn", pg_database,
+         "--bootstrap", kafka_bootstrap],
+    )
+    assert unknown.exit_code == 1 and "not open" in unknown.output
+    consumer = AIOKafkaConsumer(
+        cli_settings, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), timeout=60)
+    finally:
+        await consumer.stop()
+    command = AckCommand.model_validate_json(record.value)
+    assert (command.alert_id, command.stack_id, command.by, command.reason) == (
+        ALERT_ID, "hd-steel-01", "王工", "SO2 analyser recalibrated"
+    )
+    assert record.key == b"hd-steel-01"
+
+
+async def test_dispatcher_consumes_the_alerts_topic(
+    kafka_bootstrap: str, unique_topic: str, hooks: Hooks
+) -> None:
+    topic = f"{unique_topic}.alerts"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_batch_size=1, linger_ms=0)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, so2_event().model_dump_json().encode(), key=b"hd-steel-01"
+        )
+        await producer.send_and_wait(topic, b"garbage", key=b"hd-steel-01")
+    finally:
+        await producer.stop()
+    config = NotifyConfig.model_validate(
+        {
+            "recipients": [
+                {"name": "m", "channels": [{"type": "webhook", "url": f"{hooks.url}/json"}]}
+            ],
+            "groups": [{"name": "g", "members": ["m"]}],
+            "routes": [{"name": "all", "group": "g", "group_wait": "0s"}],
+        }
+    )
+    async with httpx.AsyncClient(timeout=5) as client:
+        notifier = make_notifier(config, client, 1, MemoryDeliveryLog())
+        dispatcher = AlertDispatcher(NotifyScheduler(config), notifier)
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run_dispatcher(
+                dispatcher, bootstrap=kafka_bootstrap, topic=topic,
+                group_id=f"{unique_topic}.notify", tick_interval_s=0.1, stop=stop,
+                start_from="earliest",
+            )
+        )
+        try:
+            for _ in range(600):  # wait (≤ 60 s) for the group join and the first delivery
+                if (hooks.received.get("json") and dispatcher.rejected) or task.done():
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await task
+    [doc] = hooks.received["json"]
+    assert doc["alerts"][0]["alert_id"] == ALERT_ID
+    assert dispatcher.rejected == 1  # the garbage record was logged and skipped
+
+
+async def test_escalation_level_is_recorded_on_the_alert(hooks: Hooks, pg_database: str) -> None:
+    _seed_alert(pg_database)
+    log = PgDeliveryLog(pg_database)
+    async with httpx.AsyncClient(timeout=5) as client:
+        notifier = make_notifier(config_for(hooks), client, 1, log)
+        for level in (2, 1):  # a late level-1 message must not lower the recorded level
+            note = notification(NotificationKind.ESCALATION).model_copy(
+                update={"groups": ["flaky"], "level": level}
+            )
+            await notifier.send(note)
+    await log.close()
+    with psycopg.connect(pg_database) as conn:
+        row = conn.execute(
+            "SELECT escalation_level FROM alerts WHERE alert_id = %s", (ALERT_ID,)
+        ).fetchone()
+    assert row == (2,)
