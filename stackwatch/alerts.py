@@ -182,9 +182,13 @@ class AlertPolicy(BaseModel):
         description="How long a condition must stay false before its alert clears.",
     )
     hold_overrides: dict[Rule, timedelta] = Field(
-        default_factory=lambda: dict(DEFAULT_HOLD_OVERRIDES)
+        default_factory=lambda: dict(DEFAULT_HOLD_OVERRIDES),
+        description="Per-rule hold times (JSON object rule → ISO 8601 duration).",
     )
-    severities: dict[Rule, Severity] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
+    severities: dict[Rule, Severity] = Field(
+        default_factory=lambda: dict(DEFAULT_SEVERITIES),
+        description="Per-rule default severity (JSON object rule → warning|alarm|critical).",
+    )
     suppress_flags: frozenset[str] = Field(
         default=frozenset({"C", "M", "F"}),
         description="Data flags that suppress raising (calibration, maintenance, stopped).",

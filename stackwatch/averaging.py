@@ -93,8 +93,12 @@ class FlagPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    valid_flags: frozenset[str] = frozenset({"N", "S"})
-    normal_flags: frozenset[str] = frozenset({"N"})
+    valid_flags: frozenset[str] = Field(
+        default=frozenset({"N", "S"}), description="Flags whose values count (Table 8: N, S)."
+    )
+    normal_flags: frozenset[str] = Field(
+        default=frozenset({"N"}), description="Flags that count as normal for the > 75 % rule."
+    )
     normal_flag: str = Field(default="N", description="Flag of an aggregate passing the rule.")
     abnormal_flag: str = Field(
         default="D", description="Flag of an aggregate failing the > 75 % normal rule (App. C)."
@@ -116,9 +120,15 @@ class AveragingRules(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    min_samples_per_minute: int = Field(default=12, ge=1)
-    min_minutes_per_hour: int = Field(default=45, ge=1)
-    min_hours_per_day: int = Field(default=20, ge=1)
+    min_samples_per_minute: int = Field(
+        default=12, ge=1, description="Valid samples for a minute mean (App. D.2: n ≥ 12)."
+    )
+    min_minutes_per_hour: int = Field(
+        default=45, ge=1, description="Valid minutes for an hourly mean (App. D.2: ≥ 45)."
+    )
+    min_hours_per_day: int = Field(
+        default=20, ge=1, description="Valid hours for a daily mean (App. D.2: ≥ 20)."
+    )
     flags: FlagPolicy = DEFAULT_FLAGS
 
     def required(self, period: Period) -> int:

@@ -86,7 +86,12 @@ class NormaliseConfig(BaseModel):
         default="actual_wet_m3_s",
         description="How loggers report a00000 (vendor-specific; UNCONFIRMED in the standard).",
     )
-    max_o2_percent: float = Field(default=DEFAULT_MAX_O2_PERCENT, gt=0, lt=21)
+    max_o2_percent: float = Field(
+        default=DEFAULT_MAX_O2_PERCENT,
+        gt=0,
+        lt=21,
+        description="At or above this measured O2 a converted value is unusable (near air).",
+    )
 
 
 class Refusal(BaseModel):
@@ -147,7 +152,7 @@ def normalise(
         "peer": raw.peer,
     }
     if kind is ReadingKind.EVENT:
-        return Reading(data_time=frame.data_time, cp=dict(frame.cp), **common)  # type: ignore[arg-type]
+        return Reading(data_time=frame.data_time, cp=dict(frame.cp), **common)
     if frame.data_time is None:
         return Refusal(
             reason="missing_datatime",
@@ -203,7 +208,7 @@ def normalise(
         emission_kg_h=emission,
         warnings=warnings + list(frame.warnings),
         cp=dict(frame.cp),
-        **common,  # type: ignore[arg-type]
+        **common,
     )
 
 

@@ -79,8 +79,12 @@ class StreamQualityConfig(QualityConfig):
     Defaults live on the class so a partial override from the environment keeps them.
     """
 
-    upload_interval: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
-    offline_missed_intervals: int = Field(default=10, ge=1)
+    upload_interval: timedelta = Field(
+        default=timedelta(minutes=1), gt=timedelta(0), description="Slowest expected upload."
+    )
+    offline_missed_intervals: int = Field(
+        default=10, ge=1, description="Offline after this many intervals with no frame."
+    )
 
 
 class ProcessorConfig(BaseModel):
@@ -88,7 +92,10 @@ class ProcessorConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    minute_grace: timedelta = Field(default=timedelta(seconds=90))
+    minute_grace: timedelta = Field(
+        default=timedelta(seconds=90),
+        description="Wait after a minute ends before deriving it from real-time samples.",
+    )
     hour_grace: timedelta = Field(
         default=timedelta(minutes=3),
         description="Minute data of hh:59 arrives just after the hour; wait this long.",
@@ -97,15 +104,28 @@ class ProcessorConfig(BaseModel):
         default=timedelta(minutes=30),
         description="Late minutes up to this after the close re-emit a corrected hour.",
     )
-    day_grace: timedelta = Field(default=timedelta(minutes=15))
-    day_lateness: timedelta = Field(default=timedelta(hours=2))
+    day_grace: timedelta = Field(
+        default=timedelta(minutes=15), description="Wait after midnight (+08:00) to close a day."
+    )
+    day_lateness: timedelta = Field(
+        default=timedelta(hours=2), description="Late hours up to this re-emit a corrected day."
+    )
     max_clock_skew: timedelta | None = Field(
         default=timedelta(days=1),
         description="Readings dated further ahead of receipt are refused by the windows.",
     )
-    realtime_min_samples: int = Field(default=2, ge=1)
-    logger_minutes_horizon: timedelta = Field(default=timedelta(hours=2))
-    provisional_min_minutes: int = Field(default=45, ge=1)
+    realtime_min_samples: int = Field(
+        default=2,
+        ge=1,
+        description="Real-time samples for a platform-derived minute (loggers without 2051).",
+    )
+    logger_minutes_horizon: timedelta = Field(
+        default=timedelta(hours=2),
+        description="After a logger minute (2051), derived minutes are ignored this long.",
+    )
+    provisional_min_minutes: int = Field(
+        default=45, ge=1, description="Valid minutes before the rolling 60-min mean may alarm."
+    )
     averaging: AveragingRules = DEFAULT_RULES
     quality: StreamQualityConfig = StreamQualityConfig()
     alerts: AlertPolicy = AlertPolicy()

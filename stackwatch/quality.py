@@ -78,7 +78,9 @@ class QualityConfig(BaseModel):
         ge=1,
         description="Offline after this many intervals without a frame (DOMAIN.md §3.3: 2×).",
     )
-    minute_interval: timedelta = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    minute_interval: timedelta = Field(
+        default=timedelta(minutes=1), gt=timedelta(0), description="Minute-data interval."
+    )
     flatline_window: timedelta = Field(
         default=timedelta(minutes=60),
         gt=timedelta(0),
@@ -108,7 +110,10 @@ class QualityConfig(BaseModel):
     valid_flags: frozenset[str] = Field(
         default=frozenset({"N", "S"}), description="Flags whose values are valid (Table 8)."
     )
-    concentration_factors: frozenset[str] = Field(default=DEFAULT_CONCENTRATION_FACTORS)
+    concentration_factors: frozenset[str] = Field(
+        default=DEFAULT_CONCENTRATION_FACTORS,
+        description="Factors checked for flat-line, zero and negative values.",
+    )
     mismatch_abs_tol: float = Field(default=0.5, ge=0, description="mg/m³, logger vs computed.")
     mismatch_rel_tol: float = Field(default=0.05, ge=0, description="Share of computed value.")
 

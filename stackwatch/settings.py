@@ -23,14 +23,18 @@ BrokerProfile = Literal["tansu", "kafka"]
 class TopicSettings(BaseModel):
     """Kafka topic names and partition count (see README "Topics")."""
 
-    raw: str = "stackwatch.raw"
-    readings: str = "stackwatch.readings"
-    minute: str = "stackwatch.minute"
-    hour: str = "stackwatch.hour"
-    day: str = "stackwatch.day"
-    alerts: str = "stackwatch.alerts"
-    alert_commands: str = "stackwatch.alert-commands"
-    deadletter: str = "stackwatch.deadletter"
+    raw: str = Field(default="stackwatch.raw", description="Every received frame (RawFrame).")
+    readings: str = Field(default="stackwatch.readings", description="Normalised readings.")
+    minute: str = Field(default="stackwatch.minute", description="Minute aggregates.")
+    hour: str = Field(default="stackwatch.hour", description="Hour aggregates.")
+    day: str = Field(default="stackwatch.day", description="Day aggregates.")
+    alerts: str = Field(default="stackwatch.alerts", description="Alert lifecycle events.")
+    alert_commands: str = Field(
+        default="stackwatch.alert-commands", description="Acknowledgement commands."
+    )
+    deadletter: str = Field(
+        default="stackwatch.deadletter", description="Anything refused, with the reason."
+    )
     partitions: int = Field(
         default=4,
         ge=1,
@@ -42,10 +46,10 @@ class TopicSettings(BaseModel):
 class GatewaySettings(BaseModel):
     """HJ 212 TCP gateway."""
 
-    host: str = "127.0.0.1"
-    port: int = 9212
+    host: str = Field(default="127.0.0.1", description="Listen address (0.0.0.0 in compose).")
+    port: int = Field(default=9212, description="HJ 212 TCP port loggers connect to.")
     idle_timeout_s: float = Field(default=300.0, gt=0, description="Close idle connections.")
-    max_connections: int = Field(default=5000, ge=1)
+    max_connections: int = Field(default=5000, ge=1, description="Concurrent loggers.")
     registry_file: Path | None = Field(
         default=None,
         description="YAML stack registry (MN, password, sector, process). None = built-in demo.",
@@ -83,15 +87,15 @@ class SmtpSettings(BaseModel):
     """Outgoing mail server for alert e-mails (`STACKWATCH_SMTP__HOST`, …)."""
 
     host: str | None = Field(default=None, description="SMTP server. None = e-mail disabled.")
-    port: int = Field(default=587, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    username: str | None = Field(default=None, description="SMTP login (None = no AUTH).")
+    password: SecretStr | None = Field(default=None, description="SMTP password.")
     starttls: bool = Field(default=True, description="Upgrade with STARTTLS (port 587).")
     use_tls: bool = Field(default=False, description="Implicit TLS from the start (port 465).")
     sender: str = Field(
         default="stackwatch <stackwatch@localhost>", description="From: of alert e-mails."
     )
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0, description="SMTP connect/send timeout.")
 
 
 class Settings(BaseSettings):
@@ -126,8 +130,10 @@ class Settings(BaseSettings):
         default=None,
         description="DSN of a TimescaleDB used only to prove Timescale SQL (PGlite). Optional.",
     )
-    log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "console"
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["json", "console"] = Field(
+        default="console", description="json = one JSON object per line (production)."
+    )
     metrics_port: int = Field(default=9308, description="Prometheus endpoint of a worker.")
     web_port: int = Field(default=6066, description="Faust web / alert acknowledgement port.")
     web_host: str = Field(default="127.0.0.1", description="Faust web binds here, never 0.0.0.0.")
