@@ -1,0 +1,252 @@
+"""Build HJ 212 frames: data uploads (2011/2051/2061/2031), the 9014 data answer, raw encode.
+
+Segment ≤ 1024 characters and CP field (``CP=&&…&&``, its name included as for every field
+in Table 3) ≤ 950 characters (HJ 212-2017 Table 2/3); larger uploads are split into packets
+carrying PNUM/PNO with the Flag D bit, each a complete frame with its own CRC (§6.3.1, App.
+C). All packets of one split upload share one QN so the receiver can reassemble them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from stackwatch.hj212.crc import crc16_hex
+from stackwatch.hj212.framing import MAX_SEGMENT
+from stackwatch.hj212.model import CST, DecodedFrame
+from stackwatch.hj212.segment import MAX_CP
+
+__all__ = [
+    "FrameSpec",
+    "build_data_ack",
+    "build_frames",
+    "encode_segment",
+    "flag_value",
+    "format_datatime",
+    "format_number",
+    "frame_segment",
+    "make_qn",
+]
+
+_VERSION_BITS = {"2005": 0, "2017": 1, "2025": 2}
+_RESERVED = frozenset(";,=&")
+
+
+def make_qn(now: datetime) -> str:
+    """QN ``YYYYMMDDhhmmsszzz`` in China Standard Time (HJ 212-2017 Table 3)."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    local = now.astimezone(CST)
+    return f"{local:%Y%m%d%H%M%S}{local.microsecond // 1000:03d}"
+
+
+def format_datatime(dt: datetime) -> str:
+    """``DataTime`` ``YYYYMMDDhhmmss`` in +08:00 (HJ 212-2017 Table 4)."""
+    if dt.tzinfo is None:
+        raise ValueError("data_time must be an aware datetime")
+    return f"{dt.astimezone(CST):%Y%m%d%H%M%S}"
+
+
+def format_number(value: float) -> str:
+    """Shortest decimal text that reads back as the same float, never in exponent form."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"value {value!r} is not a number")
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        raise ValueError(f"value {value!r} is not finite")
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    return text
+
+
+def flag_value(version: str = "2017", *, ack: bool = False, split: bool = False) -> int:
+    """Flag = version bits V5..V0, D, A (HJ 212-2017 Table 3; 2025 uses version 2)."""
+    try:
+        bits = _VERSION_BITS[version]
+    except KeyError:
+        raise ValueError(f"version must be one of {sorted(_VERSION_BITS)}") from None
+    return (bits << 2) | (2 if split else 0) | (1 if ack else 0)
+
+
+def _check_text(what: str, text: str) -> str:
+    if not text or _RESERVED.intersection(text) or "\r" in text or "\n" in text:
+        raise ValueError(f"{what} {text!r} is empty or contains ; , = & or a line break")
+    return text
+
+
+def frame_segment(segment: str) -> str:
+    """Wrap a data segment: ``##`` + length (UTF-8 bytes) + segment + CRC + CRLF."""
+    data = segment.encode("utf-8")
+    if len(data) > 9999:
+        raise ValueError("data segment longer than 9999 bytes cannot be framed")
+    return f"##{len(data):04d}{segment}{crc16_hex(data)}\r\n"
+
+
+def _factor_groups(
+    values: Mapping[str, Mapping[str, float]], flags: Mapping[str, str] | None
+) -> list[str]:
+    groups: list[str] = []
+    flags = flags or {}
+    for code, per_code in values.items():
+        _check_text("factor code", code)
+        items = [
+            f"{code}-{_check_text('suffix', suffix)}={format_number(v)}"
+            for suffix, v in per_code.items()
+        ]
+        if code in flags:
+            items.append(f"{code}-Flag={_check_text('flag', flags[code])}")
+        if items:
+            groups.append(",".join(items))
+    for code, flag in flags.items():
+        if code not in values:
+            groups.append(f"{_check_text('factor code', code)}-Flag={_check_text('flag', flag)}")
+    return groups
+
+
+def _header(qn: str | None, st: str, cn: str, pw: str, mn: str, flag: int | None,
+            pnum: int | None = None, pno: int | None = None) -> str:
+    parts = [] if qn is None else [f"QN={_check_text('QN', qn)}"]
+    parts += [f"ST={_check_text('ST', st)}", f"CN={_check_text('CN', cn)}",
+              f"PW={_check_text('PW', pw)}", f"MN={_check_text('MN', mn)}"]
+    if flag is not None:
+        parts.append(f"Flag={flag}")
+    if pnum is not None and pno is not None:
+        parts += [f"PNUM={pnum}", f"PNO={pno}"]
+    return ";".join(parts) + ";"
+
+
+def _fits(header: str, cp_items: Sequence[str]) -> bool:
+    cp = "CP=&&" + ";".join(cp_items) + "&&"
+    return len(cp) <= MAX_CP and len((header + cp).encode("utf-8")) <= MAX_SEGMENT
+
+
+def build_frames(
+    cn: str,
+    mn: str,
+    pw: str,
+    data_time: datetime,
+    values: Mapping[str, Mapping[str, float]],
+    *,
+    flags: Mapping[str, str] | None = None,
+    st: str = "31",
+    qn: str | None = None,
+    ack: bool = False,
+    version: str = "2017",
+    extra_cp: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Data upload frames (2011 real-time, 2051 minute, 2061 hour, 2031 day; any CN works).
+
+    ``values`` is ``{code: {suffix: number}}`` (e.g. ``{"a21026": {"Avg": 12.3}}``),
+    ``flags`` ``{code: "N"}``. QN defaults to ``now`` (+08:00). Returns one frame, or the
+    packets of a split upload when one frame would exceed the Table 2/3 size limits.
+    Raises ValueError for values that cannot be encoded (naive datetimes, NaN, separators).
+    """
+    if len(cn) != 4 or not cn.isdigit():
+        raise ValueError(f"CN {cn!r} is not a 4-digit command code")
+    if qn is None:
+        qn = make_qn(now if now is not None else datetime.now(CST))
+    head = [f"DataTime={format_datatime(data_time)}"]
+    head += [f"{_check_text('CP key', k)}={_check_text('CP value', v)}"
+             for k, v in (extra_cp or {}).items()]
+    groups = _factor_groups(values, flags)
+    single = _header(qn, st, cn, pw, mn, flag_value(version, ack=ack))
+    if _fits(single, head + groups):
+        return [frame_segment(single + "CP=&&" + ";".join(head + groups) + "&&")]
+    # Split: pack whole factor groups greedily, sized against a worst-case split header.
+    worst = _header(qn, st, cn, pw, mn, flag_value(version, ack=ack, split=True), 9999, 9999)
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    for group in groups:
+        if _fits(worst, [*head, *current, group]):
+            current.append(group)
+            continue
+        if not current:
+            raise ValueError(f"factor group {group[:40]!r}… does not fit in one packet")
+        chunks.append(current)
+        current = [group]
+        if not _fits(worst, head + current):
+            raise ValueError(f"factor group {group[:40]!r}… does not fit in one packet")
+    if current or not chunks:
+        chunks.append(current)
+    if len(chunks) > 9999:
+        raise ValueError("upload needs more than 9999 packets")
+    flag = flag_value(version, ack=ack, split=True)
+    return [
+        frame_segment(
+            _header(qn, st, cn, pw, mn, flag, len(chunks), i)
+            + "CP=&&" + ";".join(head + chunk) + "&&"
+        )
+        for i, chunk in enumerate(chunks, start=1)
+    ]
+
+
+def build_data_ack(request: DecodedFrame, *, now: datetime | None = None) -> str | None:
+    """9014 data answer (HJ 212-2017 §6.6, App. C part 2) when the upload asked for one.
+
+    Only for frames whose length and CRC are right and whose Flag.A = 1 (never ack a frame
+    that failed its CRC, DOMAIN.md §1.18); the answer echoes the request's QN. A request
+    without QN (2005 dialect) gets a QN made from ``now`` so the logger still sees an answer.
+    """
+    if not (request.ack_requested and request.crc_ok and request.length_ok):
+        return None
+    if not request.mn:
+        return None
+    qn = request.qn or make_qn(now if now is not None else datetime.now(CST))
+    flag = flag_value(request.version or "2017")
+    pw = request.pw or ""
+    segment = f"QN={qn};ST=91;CN=9014;PW={pw};MN={request.mn};Flag={flag};CP=&&&&"
+    return frame_segment(segment)
+
+
+class FrameSpec(BaseModel):
+    """Input of :func:`encode_segment`: the ``DecodedFrame.to_json_dict()`` shape."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    qn: str | None = None
+    st: str
+    cn: str
+    pw: str
+    mn: str
+    flag: int | None = Field(default=None, ge=0, le=255)
+    pnum: int | None = Field(default=None, ge=1, le=9999)
+    pno: int | None = Field(default=None, ge=1, le=9999)
+    data_time: AwareDatetime | None = None
+    values: dict[str, dict[str, float]] = Field(default_factory=dict)
+    flags: dict[str, str] = Field(default_factory=dict)
+    cp: dict[str, str] = Field(default_factory=dict)
+    version: Literal["2005", "2017", "2025"] | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _finite(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for code, per_code in v.items():
+            for suffix, number in per_code.items():
+                if not math.isfinite(number):
+                    raise ValueError(f"{code}-{suffix} is not finite")
+        return v
+
+
+def encode_segment(fields: Mapping[str, Any] | FrameSpec) -> str:
+    """Data segment text from the JSON shape (the reverse of ``to_json_dict``).
+
+    Raises ``pydantic.ValidationError``/``ValueError`` with the reason on bad input.
+    """
+    spec = fields if isinstance(fields, FrameSpec) else FrameSpec.model_validate(fields)
+    header = _header(spec.qn, spec.st, spec.cn, spec.pw, spec.mn, spec.flag, spec.pnum,
+                     spec.pno)
+    items: list[str] = []
+    if spec.data_time is not None:
+        items.append(f"DataTime={format_datatime(spec.data_time)}")
+    items += [f"{_check_text('CP key', k)}={_check_text('CP value', v)}"
+              for k, v in spec.cp.items()]
+    items += _factor_groups(spec.values, spec.flags)
+    return header + "CP=&&" + ";".join(items) + "&&"
