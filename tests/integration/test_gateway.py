@@ -11,7 +11,6 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +20,10 @@ from stackwatch.hj212 import build_frames
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import GatewaySettings, Settings, TopicSettings
 from streams.gateway import Gateway
+from tests.shared_data import CAPTURE
 
 pytestmark = pytest.mark.integration
 
-CAPTURE = Path("/work/shared/data/hj212-capture-2016-08-24-05.h212")
 MN_A = "41120001CM0001"
 MN_B = "41120001PW0002"
 PW_A = "123456"

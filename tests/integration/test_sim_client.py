@@ -17,11 +17,11 @@ from simulators.plants import CST, profile_for
 from simulators.replay import load_replay, replay
 from simulators.runner import TcpSink, run_simulators
 from stackwatch.hj212 import Framer, build_data_ack, decode_frame
+from tests.shared_data import CAPTURE
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=CST)
-CAPTURE = Path("/work/shared/data/hj212-capture-2016-08-24-05.h212")
 
 
 @dataclass
