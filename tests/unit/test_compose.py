@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer.main
 import yaml
@@ -113,17 +112,20 @@ def test_every_stackwatch_variable_is_a_setting() -> None:
                 model = model.model_fields[part].annotation
 
 
-def _resolve(words: list[str]) -> click.Command | None:
-    """Follow `words` down the CLI's command tree; the leaf command they name, if any."""
-    cmd: click.Command = typer.main.get_command(app)
+def _resolve(words: list[str]) -> Any:
+    """Follow `words` down the CLI's command tree; the leaf command they name, if any.
+
+    (Typer vendors its own click, so groups are recognised by their `commands`, not by type.)
+    """
+    cmd: Any = typer.main.get_command(app)
     for word in words:
-        if not isinstance(cmd, click.Group):
+        if not hasattr(cmd, "commands"):
             return cmd
         sub = cmd.commands.get(word)
         if sub is None:
             return None
         cmd = sub
-    return None if isinstance(cmd, click.Group) else cmd
+    return None if hasattr(cmd, "commands") else cmd
 
 
 @pytest.mark.parametrize(
@@ -133,6 +135,7 @@ def test_every_command_exists_in_the_cli(name: str) -> None:
     command = SERVICES[name]["command"]
     leaf = _resolve(command[1:])
     assert leaf is not None, f"{name}: `{' '.join(command)}` is not a stackwatch command"
+    assert leaf.name == command[1] or leaf.name == command[2], leaf.name
     options = {opt for param in leaf.params for opt in getattr(param, "opts", [])}
     for word in command[1:]:
         if word.startswith("--"):
