@@ -1,0 +1,124 @@
+"""`stackwatch sinks run`: the storage writer (topics → PostgreSQL/TimescaleDB) and its metrics.
+
+The sinks live in `sinks/` (Faust, psycopg); they are imported only when the command runs, so
+the `stackwatch` package keeps its no-Kafka/no-database-client boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from stackwatch.settings import get_settings
+
+app = typer.Typer(help="Storage writer: every topic into the database, idempotently.")
+console = Console(stderr=True)
+log = logging.getLogger("stackwatch.sinks")
+
+
+@app.command()
+def run(
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka host:port (default: settings / embedded Tansu).")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL DSN (default: STACKWATCH_DATABASE_URL / embedded PG)."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus /metrics port (0 = no endpoint).")
+    ] = None,
+    app_id: Annotated[
+        str, typer.Option(help="Faust app id = consumer group of the writer.")
+    ] = "stackwatch-sinks",
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Max records per database transaction.")
+    ] = 500,
+    batch_within: Annotated[
+        float, typer.Option(min=0.01, help="Max seconds to wait to fill a batch.")
+    ] = 1.0,
+    migrate: Annotated[
+        bool, typer.Option(help="Apply schema migrations at start (idempotent, locked).")
+    ] = True,
+    registry_file: Annotated[
+        Path | None, typer.Option("--registry", help="YAML stack registry to sync into `stacks`.")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Faust data directory.")] = None,
+    log_level: Annotated[str, typer.Option(help="Faust worker log level.")] = "info",
+) -> None:
+    """Run the writer until SIGTERM/SIGINT. Offsets are committed only after the database
+    commit; while the database is down the writer backs off and consumes nothing."""
+    import faust
+
+    from sinks.app import create_sink_app
+    from sinks.db import DsnError, redact_dsn
+    from stackwatch.cli.gateway import load_registry
+    from stackwatch.services import ServiceError, resolve_database_url, resolve_kafka_bootstrap
+
+    base = get_settings()
+    overrides: dict[str, object] = {}
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    if bootstrap:
+        overrides["kafka_bootstrap"] = bootstrap
+    if registry_file is not None:
+        overrides["gateway"] = base.gateway.model_copy(update={"registry_file": registry_file})
+    settings = base.model_copy(update=overrides)
+    try:
+        registry = load_registry(settings.gateway.registry_file)
+        broker = resolve_kafka_bootstrap(settings)
+        dsn = database_url or resolve_database_url(settings)
+        shown_dsn = redact_dsn(dsn)
+    except (OSError, ValidationError, yaml.YAMLError, ServiceError, DsnError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(code=1) from exc
+    sink = create_sink_app(
+        settings,
+        broker=broker,
+        dsn=dsn,
+        registry=registry,
+        app_id=app_id,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        batch_within_s=batch_within,
+        migrate=migrate,
+    )
+    log.info(
+        "sinks starting",
+        extra={
+            "broker": broker,
+            "database": shown_dsn,
+            "app_id": app_id,
+            "batch_size": batch_size,
+            "metrics_port": settings.metrics_port,
+        },
+    )
+    worker = faust.Worker(
+        sink.app, loglevel=log_level, logging_config=_logging_config(settings.log_format)
+    )
+    worker.execute_from_commandline()
+
+
+def _logging_config(fmt: str) -> dict[str, object]:
+    """Keep stackwatch's formatter (with the `extra` fields) when the Faust worker sets up
+    logging; its default formatter drops them (attempt, error, retry delay, …)."""
+    formatter = "JsonFormatter" if fmt == "json" else "ConsoleFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"stackwatch": {"()": f"stackwatch.logging.{formatter}"}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "stackwatch",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["default"]},
+    }
