@@ -253,7 +253,12 @@ class StackProcessor:
         start = reading.data_time
         self.last_logger_minute = max(start, self.last_logger_minute or start)
         factors = {code: (f.value, f.flag, f.zs) for code, f in reading.values.items()}
+        valid_flags = self.cfg.averaging.flags.valid_flags
         for code, f in reading.values.items():
+            valid = f.value is not None and f.flag in valid_flags
+            reason = None
+            if not valid:
+                reason = "no value" if f.value is None else f"flag {f.flag} is not a valid flag"
             out.aggregates.append(
                 AggregateRecord(
                     stack_id=self.stack_id,
@@ -265,7 +270,8 @@ class StackProcessor:
                     zs_mean=f.zs,
                     min=f.min,
                     max=f.max,
-                    valid=f.value is not None and f.flag in self.cfg.averaging.flags.valid_flags,
+                    valid=valid,
+                    invalid_reason=reason,
                     flag=f.flag,
                     valid_count=1 if f.value is not None else 0,
                     total_count=1,

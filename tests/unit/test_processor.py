@@ -160,3 +160,11 @@ def test_duplicate_minutes_are_idempotent() -> None:
     more, _ = feed_hour(proc, T0 + timedelta(hours=1), [30.0] * 4)
     (hour,) = hours(aggs + again + more)
     assert hour.mean == 40.0 and hour.valid_count == 60 and hour.revision == 0
+
+
+def test_invalid_logger_minutes_say_why() -> None:
+    proc = StackProcessor("kiln-1")
+    out = proc.on_reading(minute(T0, 12.0, flag="C"), LIMITS)
+    (so2,) = [a for a in out.aggregates if a.factor == SO2 and a.period == "minute"]
+    assert not so2.valid
+    assert so2.invalid_reason is not None and "C" in so2.invalid_reason
