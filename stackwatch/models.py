@@ -82,9 +82,10 @@ class FactorReading(BaseModel):
     *we* converted to the reference O2 of the stack's limit (None when no reference applies or
     the conversion was refused, `zs_issue` says why); `logger_zs` is what the logger sent as
     `-ZsRtd/-ZsAvg`, kept to detect disagreement (a fraud and misconfiguration signal).
+    NaN/inf are refused: the detectors and rolling means downstream only take finite values.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     value: float | None = None
     flag: str = "N"
@@ -99,7 +100,7 @@ class FactorReading(BaseModel):
 class Reading(BaseModel):
     """A validated, normalised reading: one stack, one upload, one DataTime, all factors."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     stack_id: str
     mn: str

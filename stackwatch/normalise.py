@@ -16,12 +16,14 @@ silently. Normalisation follows HJ 212-2017 Appendix D.2:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stackwatch.averaging import DEFAULT_FLAGS
 from stackwatch.conversions import (
     DEFAULT_MAX_O2_PERCENT,
     ConversionError,
@@ -91,6 +93,10 @@ class NormaliseConfig(BaseModel):
         gt=0,
         lt=21,
         description="At or above this measured O2 a converted value is unusable (near air).",
+    )
+    valid_flags: frozenset[str] = Field(
+        default=DEFAULT_FLAGS.valid_flags,
+        description="Flags of a usable O2 value for eq. 28 (Table 8: N, S).",
     )
 
 
@@ -164,6 +170,9 @@ def normalise(
     zs_suffix = "Zs" + suffix
     ref_o2 = ref_o2_for(stack, frame.data_time)
     o2 = frame.values.get(O2, {}).get(suffix)
+    # An O2 value flagged invalid (F/M/D/C/T/B, Table 8) is not data: converting with it would
+    # give a "normal" converted concentration from a faulty or calibrating O2 analyser.
+    o2_usable = o2 is not None and frame.flags.get(O2, "N") in cfg.valid_flags
     values: dict[str, FactorReading] = {}
     for code, fields in frame.values.items():
         value = fields.get(suffix)
@@ -177,12 +186,17 @@ def normalise(
                 zs_issue = ConversionIssue.NO_REFERENCE_O2.value
             elif o2 is None:
                 zs_issue = "no_o2"
+            elif not o2_usable:
+                zs_issue = "o2_invalid_flag"
             else:
                 converted = to_reference_o2(
                     value, o2, ref_o2, max_o2_percent=cfg.max_o2_percent
                 )
                 zs = converted.value
                 zs_issue = converted.issue.value if converted.issue is not None else None
+                if zs is not None and not math.isfinite(zs):
+                    # A huge (finite) value × the O2 factor overflows: refuse, never emit inf.
+                    zs, zs_issue = None, ConversionIssue.INVALID_INPUT.value
         values[code] = FactorReading(
             value=value,
             flag=flag,
@@ -194,11 +208,16 @@ def normalise(
             logger_zs=fields.get(zs_suffix),
         )
     flow = _std_dry_flow(frame, suffix, cfg, warnings)
+    if flow is not None and not math.isfinite(flow):
+        warnings.append(f"flow_not_normalised: standard dry flow {flow} is not finite")
+        flow = None
     emission: dict[str, float] = {}
     if flow is not None:
         for code, factor in values.items():
             if code in POLLUTANTS and factor.value is not None and factor.value >= 0:
-                emission[code] = emission_rate_kg_h(factor.value, flow)
+                rate = emission_rate_kg_h(factor.value, flow)
+                if math.isfinite(rate):
+                    emission[code] = rate
     return Reading(
         data_time=frame.data_time,
         ref_o2=ref_o2,

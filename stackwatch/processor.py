@@ -200,6 +200,12 @@ class StackProcessor:
         event_time = (
             reading.data_time + lag if reading.data_time is not None else reading.received_at
         )
+        skew = self.cfg.max_clock_skew
+        if skew is not None and event_time > reading.received_at + skew:
+            # A logger clock far ahead (the windows refuse its data) must not drag the stack's
+            # event clock, and with it `offline` and alert clearing, into the future: the frame
+            # only proves the logger is alive now.
+            event_time = self.event_clock(reading.received_at) or reading.received_at
         out.extend(self._offline_gap(event_time))
         self._note_frame(event_time, reading.received_at)
         self._observe_all(
@@ -273,7 +279,7 @@ class StackProcessor:
                     valid=valid,
                     invalid_reason=reason,
                     flag=f.flag,
-                    valid_count=1 if f.value is not None else 0,
+                    valid_count=1 if valid else 0,
                     total_count=1,
                     ref_o2=limits.ref_o2,
                     source="logger",
@@ -339,7 +345,15 @@ class StackProcessor:
             self._close_realtime_minute(closed, limits, out)
         for closed in self.hours.advance(self._wm(self.hours, now)):
             self._close_hour(closed, limits, out)
-        for closed in self.days.advance(self._wm(self.days, now)):
+        # The day window's items are dated at their hour's *start* (an hour arrives ~1 h after
+        # it), so its own watermark trails the stack's event time by an hour: drive it by the
+        # hours' watermark too, which passes midnight + day_grace only after the last hour of
+        # the day has closed (hour_grace < day_grace).
+        day_wm = self._wm(self.days, now)
+        hours_wm = self.hours.watermark
+        if hours_wm is not None and (day_wm is None or hours_wm > day_wm):
+            day_wm = hours_wm
+        for closed in self.days.advance(day_wm):
             self._close_day(closed, limits, out)
         return out
 
@@ -412,7 +426,11 @@ class StackProcessor:
                 )
             flow = payload.get("flow")
             if isinstance(flow, int | float):
-                flows.append(Sample(ts=item.event_time, value=float(flow), flag="N"))
+                # The std-dry flow is derived from a00000: it carries that channel's flag, so
+                # a faulty flow meter (D, M, …) yields no hourly flow and no mass (eq. 33).
+                flow_triple = fvals.get(FLOW)
+                flow_flag = str(flow_triple[1]) if isinstance(flow_triple, list) else "N"
+                flows.append(Sample(ts=item.event_time, value=float(flow), flag=flow_flag))
         source = "logger" if sources == {"logger"} else "platform"
         rules = self.cfg.averaging
         flow_agg = aggregate(flows, closed.start, Period.HOUR, rules) if flows else None
@@ -440,6 +458,7 @@ class StackProcessor:
                 "flag": agg.flag if agg.valid else (agg.dominant_invalid_flag or agg.flag),
                 "zs": zs_mean,
                 "kg": mass,
+                "src": source,
             }
             self.days.add(closed.start, day_item, key=f"{key}|{code}", arrival=self.clock_arrival)
         self.emitted_hours[key] = computed
@@ -480,10 +499,12 @@ class StackProcessor:
         per_factor: dict[str, list[Sample]] = {}
         zs: dict[str, list[Sample]] = {}
         kg: dict[str, float] = {}
+        sources: dict[str, set[str]] = {}
         for item in closed.items:
             payload = item.item
             assert isinstance(payload, dict)
             code = item.key.partition("|")[2]
+            sources.setdefault(code, set()).add(str(payload.get("src", "logger")))
             value = payload.get("v")
             flag = str(payload.get("flag", "N"))
             zs_value = payload.get("zs")
@@ -503,7 +524,7 @@ class StackProcessor:
                     code,
                     zs_agg.mean if zs_agg.valid else None,
                     limits,
-                    "logger",
+                    "logger" if sources[code] == {"logger"} else "platform",
                     closed.revision,
                     kg.get(code),
                 )
@@ -598,8 +619,9 @@ class StackProcessor:
             "quality": self.quality.to_state(),
             "book": self.book.to_state(),
             "rolling": {k: r.to_state() for k, r in self.rolling.items()},
-            "logger_hours": self.logger_hours,
-            "emitted_hours": self.emitted_hours,
+            # Copies: the snapshot is stored as is and must not change with later processing.
+            "logger_hours": {k: dict(v) for k, v in self.logger_hours.items()},
+            "emitted_hours": {k: dict(v) for k, v in self.emitted_hours.items()},
             "last_logger_minute": _iso(self.last_logger_minute)
             if self.last_logger_minute
             else None,
