@@ -20,6 +20,7 @@ from stackwatch.hj212 import build_frames
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import GatewaySettings, Settings, TopicSettings
 from streams.gateway import Gateway
+from tests.oracles import intact
 from tests.shared_data import CAPTURE
 
 pytestmark = pytest.mark.integration
@@ -31,25 +32,8 @@ PW_B = "654321"
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
-def crc_hj212(data: bytes) -> int:
-    """HJ 212-2017 App. A CRC (check value b"123456789" -> 0x2F80, DOMAIN.md §1.2)."""
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
-def intact(line: bytes) -> bool:
-    """Length field and CRC right (§6.3.1, App. A) — the test's own oracle for the capture."""
-    if len(line) < 10 or not line.startswith(b"##") or not line[2:6].isdigit():
-        return False
-    seg, crc = line[6:-4], line[-4:]
-    try:
-        return int(line[2:6]) == len(seg) and int(crc, 16) == crc_hj212(seg)
-    except ValueError:
-        return False
 
 
 def upload(mn: str, pw: str, qn: str) -> bytes:

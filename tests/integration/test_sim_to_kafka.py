@@ -19,7 +19,8 @@ from simulators.runner import TcpSink, run_simulators
 from simulators.scenario import parse_scenario
 from stackwatch.averaging import CST
 from streams.gateway import Gateway
-from tests.integration.test_gateway import consume, intact, settings_for
+from tests.integration.test_gateway import consume, settings_for
+from tests.oracles import intact
 
 pytestmark = pytest.mark.integration
 

@@ -20,6 +20,7 @@ from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import GatewaySettings
 from streams.gateway import Codec, FramerLike, Gateway, Hj212Codec
 from streams.gateway_sink import MemoryFrameSink
+from tests.oracles import crc_hj212
 
 # HJ 212-2017 App. A worked example (CRC 1C80, verified in DOMAIN.md §1.2): Flag=5 asks for an ack.
 STD_FRAME = (
@@ -33,14 +34,6 @@ PW = "123456"
 CLOCK = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
-def crc_hj212(data: bytes) -> int:
-    """HJ 212-2017 App. A CRC (reference check: b"123456789" -> 0x2F80)."""
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def frame(segment: str, *, crc: str | None = None) -> bytes:

@@ -26,6 +26,7 @@ from streams.gateway import (
     judge_frame,
     split_oversized,
 )
+from tests.oracles import crc_hj212, framed
 
 STD_BODY = (
     "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
@@ -41,18 +42,8 @@ OLD = (
 CODEC = Hj212Codec()
 
 
-def crc_hj212(data: bytes) -> int:
-    """HJ 212-2017 App. A CRC (check value b"123456789" -> 0x2F80)."""
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
-def framed(segment: str) -> str:
-    return f"##{len(segment.encode()):04d}{segment}{crc_hj212(segment.encode()):04X}"
 
 
 def registry(*, sha: bool = False) -> StackRegistry:
