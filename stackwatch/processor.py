@@ -28,6 +28,7 @@ so replay gives the same aggregates and alerts as live.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -57,6 +58,10 @@ from stackwatch.models import AggregateRecord, Reading, ReadingKind
 from stackwatch.quality import QualityConfig, StackQuality, logger_hour_mismatch, zs_mismatch
 from stackwatch.stack_limits import StackLimits
 from stackwatch.windows import AddStatus, ClosedWindow, EventTimeWindows
+
+LimitsSource = StackLimits | Callable[[date], StackLimits]
+"""The limits of the stack, or a function giving them for a (+08:00) day: an hour is judged
+by the limits in force on the day the hour starts, even when it closes after midnight."""
 
 FLOW = "a00000"
 O2 = "a19001"
@@ -193,7 +198,7 @@ class StackProcessor:
 
     # ------------------------------------------------------------------ inputs
 
-    def on_reading(self, reading: Reading, limits: StackLimits) -> Outputs:
+    def on_reading(self, reading: Reading, limits: LimitsSource) -> Outputs:
         """Apply one normalised reading of this stack."""
         out = Outputs()
         lag = UPLOAD_LAG[reading.kind]
@@ -222,7 +227,8 @@ class StackProcessor:
         if reading.kind is ReadingKind.REALTIME:
             self._on_realtime(reading, out)
         elif reading.kind is ReadingKind.MINUTE:
-            self._on_logger_minute(reading, limits, out)
+            assert reading.data_time is not None
+            self._on_logger_minute(reading, _limits_on(limits, reading.data_time), out)
         elif reading.kind is ReadingKind.HOUR:
             self._on_logger_hour(reading, out)
         out.extend(self._advance(None, limits))
@@ -232,7 +238,7 @@ class StackProcessor:
         """An operator acknowledged an alert of this stack."""
         return self.book.ack(alert_id, by, reason, at)
 
-    def tick(self, now: datetime, limits: StackLimits) -> Outputs:
+    def tick(self, now: datetime, limits: LimitsSource) -> Outputs:
         """Timer: close idle windows, detect offline loggers, clear alerts past hold time."""
         out = Outputs()
         clock = self.event_clock(now)
@@ -339,12 +345,12 @@ class StackProcessor:
 
     # ------------------------------------------------------------------ windows
 
-    def _advance(self, now: datetime | None, limits: StackLimits) -> Outputs:
+    def _advance(self, now: datetime | None, limits: LimitsSource) -> Outputs:
         out = Outputs()
         for closed in self.rt.advance(self._wm(self.rt, now)):
-            self._close_realtime_minute(closed, limits, out)
+            self._close_realtime_minute(closed, _limits_on(limits, closed.start), out)
         for closed in self.hours.advance(self._wm(self.hours, now)):
-            self._close_hour(closed, limits, out)
+            self._close_hour(closed, _limits_on(limits, closed.start), out)
         # The day window's items are dated at their hour's *start* (an hour arrives ~1 h after
         # it), so its own watermark trails the stack's event time by an hour: drive it by the
         # hours' watermark too, which passes midnight + day_grace only after the last hour of
@@ -354,7 +360,7 @@ class StackProcessor:
         if hours_wm is not None and (day_wm is None or hours_wm > day_wm):
             day_wm = hours_wm
         for closed in self.days.advance(day_wm):
-            self._close_day(closed, limits, out)
+            self._close_day(closed, _limits_on(limits, closed.start), out)
         return out
 
     @staticmethod
@@ -647,6 +653,10 @@ class StackProcessor:
             value = state.get(attr)
             setattr(proc, attr, _dt(value) if value else None)
         return proc
+
+
+def _limits_on(source: LimitsSource, ts: datetime) -> StackLimits:
+    return source if isinstance(source, StackLimits) else source(day_of(ts))
 
 
 def day_of(ts: datetime) -> date:

@@ -168,3 +168,28 @@ def test_invalid_logger_minutes_say_why() -> None:
     (so2,) = [a for a in out.aggregates if a.factor == SO2 and a.period == "minute"]
     assert not so2.valid
     assert so2.invalid_reason is not None and "C" in so2.invalid_reason
+
+
+def test_an_hour_closing_after_midnight_is_judged_by_its_own_days_limits() -> None:
+    # Hour 23:00–24:00 on 2 Nov closes at 00:03 on 3 Nov. From 3 Nov the limit becomes 30, but
+    # the hour belongs to 2 Nov, when 35 applied: a mean of 33 is no exceedance.
+    stricter = StackLimits(
+        ref_o2=10.0,
+        by_factor={SO2: (Limit(limit_mg_m3=30.0, kind=LimitKind.ULTRA_LOW, ref_o2=10.0),)},
+    )
+    nov2 = T0.date()
+
+    def limits_for(day: object) -> StackLimits:
+        return LIMITS if day == nov2 else stricter
+
+    proc = StackProcessor("kiln-1")
+    late = T0.replace(hour=23)
+    alerts = []
+    aggs = []
+    for i in range(64):
+        out = proc.on_reading(minute(late + timedelta(minutes=i), 33.0), limits_for)
+        alerts += out.alerts
+        aggs += out.aggregates
+    (hour,) = hours(aggs)
+    assert hour.period_start == late and hour.mean == 33.0 and hour.limit_mg_m3 == 35.0
+    assert not [a for a in alerts if a.rule is Rule.HOUR_EXCEEDANCE]
