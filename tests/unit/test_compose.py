@@ -36,6 +36,8 @@ def test_the_full_stack_is_there() -> None:
         "simulator",
         "mailpit",
         "migrate",
+        "notifier",
+        "api",
     } <= set(SERVICES)
 
 
@@ -68,7 +70,9 @@ def test_depends_on_waits_for_health_of_services_that_have_health_checks() -> No
                 assert SERVICES[dep].get("restart") == "no"
 
 
-@pytest.mark.parametrize("name", ["kafka", "timescaledb", "gateway", "worker", "sinks", "grafana"])
+@pytest.mark.parametrize(
+    "name", ["kafka", "timescaledb", "gateway", "worker", "sinks", "notifier", "api", "grafana"]
+)
 def test_long_running_services_have_health_checks(name: str) -> None:
     check = SERVICES[name]["healthcheck"]
     assert check["test"][0] in {"CMD", "CMD-SHELL"}
@@ -142,10 +146,20 @@ def test_every_command_exists_in_the_cli(name: str) -> None:
             assert word in options, f"{name}: {leaf.name} has no option {word}"
 
 
+def test_notifier_routes_file_is_valid() -> None:
+    from stackwatch.notify.config import NotifyConfig
+
+    command = SERVICES["notifier"]["command"]
+    routes = command[command.index("--routes") + 1]
+    assert routes.startswith("/app/")
+    config = NotifyConfig.load(ROOT / routes.removeprefix("/app/"))
+    assert config.routes
+
+
 def test_prometheus_scrapes_every_stackwatch_process() -> None:
     prom = yaml.safe_load((ROOT / "dashboards/prometheus/prometheus.yml").read_text())
     targets = {
         t for job in prom["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
     }
-    assert {"gateway:9308", "worker:9308", "sinks:9308"} <= targets
+    assert {"gateway:9308", "worker:9308", "sinks:9308", "notifier:9308"} <= targets
     assert Settings().metrics_port == 9308
