@@ -324,6 +324,8 @@ class StackProcessor:
         if not result.accepted:
             out.late.append(f"minute {_iso(start)}: {result.reason or result.status.value}")
             return
+        if result.status is AddStatus.DUPLICATE:
+            return  # a re-delivered minute: its detectors and rolling mean already saw it
         for code, (value, flag, zs) in factors.items():
             self._observe_all(
                 self.quality.on_value(code, start, value, flag, self.cfg.quality), out

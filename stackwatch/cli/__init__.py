@@ -7,6 +7,16 @@ from __future__ import annotations
 
 import typer
 
+from stackwatch.cli.alerts import app as alerts_app
+from stackwatch.cli.db import app as db_app
+from stackwatch.cli.demo import app as demo_app
+from stackwatch.cli.gateway import app as gateway_app
+from stackwatch.cli.hj212 import app as hj212_app
+from stackwatch.cli.limits import app as limits_app
+from stackwatch.cli.services import app as services_app
+from stackwatch.cli.simulate import app as simulate_app
+from stackwatch.cli.sinks import app as sinks_app
+from stackwatch.cli.worker import app as worker_app
 from stackwatch.logging import configure_logging
 from stackwatch.settings import get_settings
 
@@ -26,6 +36,16 @@ def _root() -> None:
 
 
 # Command groups: one line each (keep alphabetical).
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app)  # no name: adds the top-level `demo` command
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(hj212_app, name="hj212")
+app.add_typer(limits_app, name="limits")
+app.add_typer(services_app, name="services")
+app.add_typer(simulate_app)  # no name: adds the top-level `simulate` and `replay` commands
+app.add_typer(sinks_app, name="sinks")
+app.add_typer(worker_app, name="worker")
 
 
 def main() -> None:

@@ -1,0 +1,326 @@
+"""The worker's agents: raw frames → readings → aggregates and alert events.
+
+Agents stay thin (CONTRIBUTING.md): parse the record, call the pure domain code
+(`stackwatch.normalise.reading_from_raw`, `stackwatch.processor.StackProcessor`), emit. The
+logic sits in `Pipeline` methods taking plain bytes so it is testable with
+`agent.test_context()` and independent of Faust's stream plumbing; `create_app` wires them.
+
+Delivery: at-least-once. For each record the outputs are sent and their delivery awaited
+*before* the stack's state is written, and Faust commits the input offset after that. A crash
+in between re-processes the record: the windows and the alert book treat the repeat as a
+duplicate (no new events), or the same outputs are sent again with the same natural keys —
+aggregates (stack_id, factor, period, period_start, revision), alerts (alert_id, seq) — which
+consumers upsert. Nothing is lost; a repeated record is identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, date, datetime
+from functools import partial
+from typing import Any
+
+from faust.types import TopicT
+from pydantic import ValidationError
+
+from stackwatch.alerts import AlertNotFoundError
+from stackwatch.limits.catalogue import LimitCatalogue
+from stackwatch.models import AckCommand, DeadLetter, RawFrame, Reading
+from stackwatch.normalise import NormaliseConfig, Refusal, reading_from_raw
+from stackwatch.processor import Outputs, day_of
+from stackwatch.registry import StackInfo, StackRegistry
+from stackwatch.stack_limits import LimitResolver, StackLimits
+from streams.metrics import WorkerMetrics
+from streams.state import StackStates, wall_clock
+from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[TopicT, bytes, bytes], Awaitable[Awaitable[Any]]]
+"""How a record is produced: returns the delivery future (Faust's `topic.send` contract)."""
+
+AUTO_SECTOR = "industrial_furnace"
+AUTO_PROCESS = "other"
+
+
+async def faust_send(topic: TopicT, key: bytes, value: bytes) -> Awaitable[Any]:
+    """Produce through Faust; the returned future resolves when the broker has the record."""
+    return await topic.send(key=key, value=value)
+
+
+def _text(value: bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8", errors="backslashreplace")
+
+
+class Pipeline:
+    """Per-record logic of the decode, process and command agents and the tick timer."""
+
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        states: StackStates,
+        registry: StackRegistry,
+        catalogue: LimitCatalogue,
+        normalise_cfg: NormaliseConfig,
+        metrics: WorkerMetrics,
+        auto_register: bool = False,
+        send: Send = faust_send,
+        clock: Callable[[], datetime] = wall_clock,
+    ) -> None:
+        self.topics = topics
+        self.states = states
+        self.registry = registry
+        self.resolver = LimitResolver(catalogue)
+        self.normalise_cfg = normalise_cfg
+        self.metrics = metrics
+        self.auto_register = auto_register
+        self.send = send
+        self.clock = clock
+        self._auto: dict[str, StackInfo] = {}
+        # One record or tick at a time per stack, from domain call to state write: otherwise
+        # the timer could persist a state whose record's outputs are still in flight.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ lookups
+
+    def lookup_stack(self, mn: str) -> StackInfo | None:
+        """Registry entry of an MN; with auto-registration an unknown MN becomes a stack.
+
+        Auto-registered stacks (replays of foreign captures) have no sector to judge against,
+        so they get `industrial_furnace/other` (stack_id = MN): data flow and quality rules
+        apply, limits only where the catalogue has a generic furnace row.
+        """
+        stack = self.registry.by_mn(mn)
+        if stack is not None or not self.auto_register:
+            return stack
+        auto = self._auto.get(mn)
+        if auto is None:
+            try:
+                auto = StackInfo(stack_id=mn, mn=mn, sector=AUTO_SECTOR, process=AUTO_PROCESS)
+            except ValidationError:
+                return None  # an MN the registry itself would refuse (e.g. > 24 chars)
+            self._auto[mn] = auto
+            log.info("auto-registered unknown MN", extra={"mn": mn})
+        return auto
+
+    def limits_for(self, stack: StackInfo, day: date) -> StackLimits:
+        """Limits in force for the stack on that (+08:00) day (cached per stack and day).
+
+        The processor gets `partial(limits_for, stack)`, so each window is judged by the
+        limits of its own day, also when it closes after midnight.
+        """
+        return self.resolver.for_stack(stack, day)
+
+    def ref_o2_for(self, stack: StackInfo, ts: datetime) -> float | None:
+        """Reference O2 of the stack's limits on the day of `ts` (normaliser callback)."""
+        return self.limits_for(stack, day_of(ts)).ref_o2
+
+    def _stack_for_reading(self, reading: Reading) -> StackInfo:
+        stack = self.registry.by_id(reading.stack_id) or self.registry.by_mn(reading.mn)
+        if stack is not None:
+            return stack
+        return StackInfo(
+            stack_id=reading.stack_id,
+            mn=reading.mn,
+            sector=reading.sector,
+            process=reading.process,
+        )
+
+    # ------------------------------------------------------------------ decode
+
+    def decode(self, key: bytes | None, value: bytes | None) -> Reading | DeadLetter:
+        """One raw-topic record → a `Reading`, or the dead letter saying why not. Never raises."""
+        text = _text(value)
+        try:
+            raw = RawFrame.model_validate_json(value or b"")
+        except ValidationError as exc:
+            return self._dead("decode", "malformed_raw", text, key, {"error": _first(exc)})
+        try:
+            result = reading_from_raw(raw, self.lookup_stack, self.ref_o2_for, self.normalise_cfg)
+        except Exception as exc:  # the domain must not stop the worker on one bad frame
+            log.exception("decode failed", extra={"mn": raw.mn})
+            return self._dead("decode", "decode_error", text, key, {"error": repr(exc)})
+        if isinstance(result, Refusal):
+            details = {"detail": result.detail}
+            if result.mn:
+                details["mn"] = result.mn
+            return self._dead("decode", result.reason, raw.text, key, details)
+        return result
+
+    async def handle_raw(self, key: bytes | None, value: bytes | None) -> None:
+        """Decode agent body: emit the reading (key = stack_id) or a dead letter."""
+        result = self.decode(key, value)
+        if isinstance(result, DeadLetter):
+            await self._deliver([self._dead_send(result)])
+            return
+        self.metrics.readings.labels(kind=result.kind.value).inc()
+        await self._deliver(
+            [self._send(self.topics.readings, result.stack_id, result.model_dump_json())]
+        )
+
+    # ------------------------------------------------------------------ process
+
+    async def handle_reading(self, key: bytes | None, value: bytes | None, partition: int) -> None:
+        """Process agent body: apply a reading to its stack, emit outputs, then save state."""
+        started = time.perf_counter()
+        try:
+            reading = Reading.model_validate_json(value or b"")
+        except ValidationError as exc:
+            error = {"error": _first(exc)}
+            dead = self._dead("aggregate", "malformed_reading", _text(value), key, error)
+            await self._deliver([self._dead_send(dead)])
+            return
+        stack = self._stack_for_reading(reading)
+        async with self._lock(reading.stack_id):
+            proc = self.states.get(reading.stack_id, partition, stack)
+            try:
+                out = proc.on_reading(reading, partial(self.limits_for, stack))
+            except Exception as exc:  # a domain bug must cost one record, not the worker
+                self.states.discard(reading.stack_id)
+                log.exception("processing failed", extra={"stack_id": reading.stack_id})
+                dead = self._dead(
+                    "aggregate", "processing_error", _text(value), key, {"error": repr(exc)}
+                )
+                await self._deliver([self._dead_send(dead)])
+                return
+            await self._commit(reading.stack_id, out, _text(value))
+        self.metrics.process_seconds.observe(time.perf_counter() - started)
+
+    async def _commit(self, stack_id: str, out: Outputs, payload: str) -> None:
+        """Deliver the outputs, then save the state; if interrupted, drop the live object.
+
+        A cancellation (shutdown) or send failure between the domain call and the state write
+        leaves a processor that already "saw" the record while its outputs may be lost; keeping
+        it would let the timer persist that state, and the re-delivered record would then be a
+        duplicate that emits nothing.
+        """
+        try:
+            await self._emit(stack_id, out, payload=payload)
+            await self.states.save(stack_id)
+        except BaseException:
+            self.states.discard(stack_id)
+            raise
+
+    async def handle_command(self, key: bytes | None, value: bytes | None, partition: int) -> None:
+        """Command agent body: acknowledge an open alert on the stack's book."""
+        try:
+            cmd = AckCommand.model_validate_json(value or b"")
+        except ValidationError as exc:
+            self.metrics.commands.labels(outcome="rejected").inc()
+            error = {"error": _first(exc)}
+            dead = self._dead("command", "malformed_command", _text(value), key, error)
+            await self._deliver([self._dead_send(dead)])
+            return
+        async with self._lock(cmd.stack_id):
+            proc = self.states.get(cmd.stack_id, partition)
+            try:
+                events = proc.on_ack(cmd.alert_id, cmd.by, cmd.reason, cmd.at)
+            except AlertNotFoundError as exc:
+                self.metrics.commands.labels(outcome="rejected").inc()
+                error = {"error": str(exc)}
+                dead = self._dead("command", "alert_not_open", _text(value), key, error)
+                await self._deliver([self._dead_send(dead)])
+                return
+            self.metrics.commands.labels(outcome="applied" if events else "duplicate").inc()
+            await self._commit(cmd.stack_id, Outputs(alerts=events), _text(value))
+
+    async def tick(self, active_partitions: Iterable[int]) -> int:
+        """Timer body: tick every stack this worker owns; returns how many were ticked."""
+        ticked = 0
+        for stack_id in self.states.owned(active_partitions):
+            async with self._lock(stack_id):
+                ticked += await self._tick_one(stack_id)
+        return ticked
+
+    def _lock(self, stack_id: str) -> asyncio.Lock:
+        lock = self._locks.get(stack_id)
+        if lock is None:
+            lock = self._locks[stack_id] = asyncio.Lock()
+        return lock
+
+    async def _tick_one(self, stack_id: str) -> int:
+        """Tick one stack (caller holds its lock); 1 if it was ticked."""
+        proc = self.states.get(stack_id)
+        now = self.states.tick_time(stack_id)
+        stack = self.states.stack_info(stack_id) or self.registry.by_id(stack_id)
+        if now is None or stack is None:
+            return 0
+        try:
+            out = proc.tick(now, partial(self.limits_for, stack))
+        except Exception:
+            self.states.discard(stack_id)
+            log.exception("tick failed", extra={"stack_id": stack_id})
+            return 0
+        if out.aggregates or out.alerts or out.late:
+            await self._commit(stack_id, out, "")
+        return 1
+
+    # ------------------------------------------------------------------ emit
+
+    async def _emit(self, stack_id: str, out: Outputs, *, payload: str) -> None:
+        sends: list[Awaitable[Awaitable[Any]]] = []
+        for agg in out.aggregates:
+            topic = self.topics.for_period(agg.period)
+            if topic is None:
+                log.error("aggregate of unknown period", extra={"period": agg.period})
+                continue
+            self.metrics.aggregates.labels(period=agg.period).inc()
+            sends.append(self._send(topic, stack_id, agg.model_dump_json()))
+        for event in out.alerts:
+            self.metrics.alerts.labels(rule=event.rule.value, kind=event.kind.value).inc()
+            sends.append(self._send(self.topics.alerts, stack_id, event.model_dump_json()))
+        for late in out.late:
+            dead = self._dead("aggregate", "late", payload, stack_id.encode(), {"detail": late})
+            sends.append(self._dead_send(dead))
+        await self._deliver(sends)
+
+    def _send(self, topic: TopicT, key: str, value: str) -> Awaitable[Awaitable[Any]]:
+        return self.send(topic, key.encode("utf-8"), value.encode("utf-8"))
+
+    def _dead_send(self, dead: DeadLetter) -> Awaitable[Awaitable[Any]]:
+        self.metrics.dead_letters.labels(stage=dead.stage, reason=dead.reason).inc()
+        log.warning(
+            "dead letter",
+            extra={"stage": dead.stage, "reason": dead.reason, "key": dead.key, **dead.details},
+        )
+        return self._send(self.topics.deadletter, dead.key or "", dead.model_dump_json())
+
+    @staticmethod
+    async def _deliver(sends: list[Awaitable[Awaitable[Any]]]) -> None:
+        """Queue every send in order, then wait until the broker has acknowledged all."""
+        futures = [await s for s in sends]
+        if futures:
+            await asyncio.gather(*futures)
+
+    def _dead(
+        self,
+        stage: str,
+        reason: str,
+        payload: str,
+        key: bytes | None,
+        details: dict[str, str],
+    ) -> DeadLetter:
+        return DeadLetter(
+            stage=stage,
+            reason=reason,
+            payload=payload,
+            key=_text(key) if key is not None else None,
+            occurred_at=self.clock().astimezone(UTC),
+            details=details,
+        )
+
+
+def _first(exc: ValidationError) -> str:
+    """The first validation error, short enough for a dead letter's details."""
+    err = exc.errors()[0] if exc.errors() else {"msg": str(exc), "loc": ()}
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{loc}: {err.get('msg')}" if loc else str(err.get("msg"))
+
+
+__all__ = ["Pipeline", "Send", "faust_send"]

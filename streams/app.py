@@ -1,0 +1,173 @@
+"""`create_app`: the stream worker's Faust app (topics, state table, agents, timer, metrics).
+
+A factory rather than a module-level app so tests and the benchmark build isolated apps with
+their own settings, topic names, registry and metrics registry. `stackwatch worker run` builds
+one from the process settings and runs it with `faust.Worker`.
+
+Agents (README "Stream worker"):
+* `decode`   raw → readings | deadletter (decode + validate + normalise in one pure call);
+* `process`  readings → minute/hour/day aggregates, alerts, deadletter (late data);
+* `commands` alert-commands → alerts (acknowledgements on the same state table);
+* timer `tick` every `settings.streams.tick_interval_s` closes idle windows by event-time
+  watermark + grace, detects offline loggers and clears alerts past their hold time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.types import TP, AgentT, StreamT, TableT
+from mode.types.signals import BaseSignalT
+from prometheus_client import CollectorRegistry
+
+from stackwatch.limits import default_catalogue
+from stackwatch.limits.catalogue import LimitCatalogue
+from stackwatch.registry import StackRegistry
+from stackwatch.settings import Settings
+from streams.agents import Pipeline, Send, faust_send
+from streams.continuity import Continuity
+from streams.faust_config import faust_app_kwargs
+from streams.metrics import WorkerMetrics
+from streams.state import StackStates
+from streams.topics import Topics, define_topics
+
+STATE_TABLE = "stack_state"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerApp:
+    """Everything `create_app` built, for the CLI, tests and the benchmark."""
+
+    app: faust.App
+    topics: Topics
+    table: TableT[str, Any]
+    states: StackStates
+    pipeline: Pipeline
+    metrics: WorkerMetrics
+    decode: AgentT[Any]
+    process: AgentT[Any]
+    commands: AgentT[Any]
+
+
+def _manual_acks(stream: StreamT[bytes]) -> StreamT[bytes]:
+    """`stream.noack()` (missing from Faust's `StreamT` type)."""
+    return cast(StreamT[bytes], cast(Any, stream).noack())
+
+
+def create_app(
+    settings: Settings,
+    *,
+    broker: str,
+    registry: StackRegistry,
+    app_id: str = "stackwatch-worker",
+    data_dir: Path | None = None,
+    catalogue: LimitCatalogue | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+    send: Send = faust_send,
+) -> WorkerApp:
+    """Build the worker app; nothing connects until the app is started."""
+    datadir = data_dir or settings.resolved_data_dir() / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    kwargs = faust_app_kwargs(settings, broker=broker, app_id=app_id, data_dir=datadir)
+    app = faust.App(**kwargs)
+    topics = define_topics(app, settings.topics)
+    table: TableT[str, Any] = app.Table(
+        STATE_TABLE,
+        default=None,
+        partitions=settings.topics.partitions,
+        help="stack_id → StackProcessor state (JSON); changelog-backed.",
+    )
+    states = StackStates(table, settings.streams.processor)
+    metrics = WorkerMetrics(metrics_registry)
+    pipeline = Pipeline(
+        topics=topics,
+        states=states,
+        registry=registry,
+        catalogue=catalogue or default_catalogue(),
+        normalise_cfg=settings.streams.normalise,
+        metrics=metrics,
+        auto_register=settings.gateway.auto_register,
+        send=send,
+    )
+
+    async def seek(tp: TP, offset: int) -> None:
+        await app.consumer.seek(tp, offset)
+
+    guards = {name: Continuity(name, seek) for name in ("decode", "process", "commands")}
+
+    async def decode(stream: StreamT[bytes]) -> None:
+        """raw → readings | deadletter."""
+        manual = _manual_acks(stream)
+        async for event in manual.events():
+            if await guards["decode"].admit(event.message.tp, event.message.offset):
+                await pipeline.handle_raw(event.key, event.value)
+                await manual.ack(event)
+
+    async def process(stream: StreamT[bytes]) -> None:
+        """readings → aggregates, alerts, deadletter; state written once per record."""
+        manual = _manual_acks(stream)
+        async for event in manual.events():
+            if await guards["process"].admit(event.message.tp, event.message.offset):
+                await pipeline.handle_reading(event.key, event.value, event.message.partition)
+                await manual.ack(event)
+
+    async def commands(stream: StreamT[bytes]) -> None:
+        """alert-commands → ack events on the same state table."""
+        manual = _manual_acks(stream)
+        async for event in manual.events():
+            if await guards["commands"].admit(event.message.tp, event.message.offset):
+                await pipeline.handle_command(event.key, event.value, event.message.partition)
+                await manual.ack(event)
+
+    # Manual acks: Faust acks the in-flight event in a `finally` when an agent is cancelled
+    # (graceful shutdown, SIGTERM), committing the offset of a record whose outputs and state
+    # were never written. Acking only after `handle_*` returned makes SIGTERM as safe as
+    # SIGKILL: an unfinished record is processed again after the restart.
+    decode_agent = app.agent(topics.raw, name="decode")(decode)
+    process_agent = app.agent(topics.readings, name="process")(process)
+    commands_agent = app.agent(topics.alert_commands, name="commands")(commands)
+
+    async def tick() -> None:
+        """Advance idle stacks: close windows, detect offline loggers, clear alerts."""
+        recovery = cast(Any, app.tables).recovery
+        if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
+            return  # mid-recovery the table holds intermediate states: never cache those
+        readings = topics.readings.get_topic_name()
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == readings}
+        await pipeline.tick(active)
+
+    app.timer(settings.streams.tick_interval_s, name="tick")(tick)
+
+    def on_revoked(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+        states.invalidate()
+        for guard in guards.values():
+            guard.reset()
+
+    app.on_partitions_revoked.connect(on_revoked)
+
+    # Live objects loaded before or during a recovery would shadow the recovered state (a
+    # restart then "forgets" the records between that load and the changelog's end): drop
+    # them whenever the table has finished recovering.
+    recovered = table.on_recovery_completed
+
+    async def on_recovery_completed(active: set[TP], standby: set[TP]) -> None:
+        await recovered(active, standby)
+        states.invalidate()
+
+    table.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign,assignment]
+    return WorkerApp(
+        app=app,
+        topics=topics,
+        table=table,
+        states=states,
+        pipeline=pipeline,
+        metrics=metrics,
+        decode=decode_agent,
+        process=process_agent,
+        commands=commands_agent,
+    )

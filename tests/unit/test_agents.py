@@ -1,0 +1,296 @@
+"""The worker's agents under `agent.test_context()` (faust-streaming's documented way).
+
+Only the topic sends are stubbed (a recorder replaces the producer call, and the table's
+changelog send); the agents, the table store (`memory://`) and the domain are real. Scenario:
+a cement kiln tail (reference O2 10 %, SO2 ultra-low 35 mg/m³) with O2 12 % in the flue gas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from faust.types import TP, TopicT
+
+from stackwatch.alerts import AlertEvent, EventKind, Rule
+from stackwatch.hj212 import CST, build_frames
+from stackwatch.models import (
+    AckCommand,
+    AggregateRecord,
+    DeadLetter,
+    FactorReading,
+    RawFrame,
+    Reading,
+    ReadingKind,
+    Verdict,
+)
+from stackwatch.registry import StackInfo, StackRegistry
+from stackwatch.settings import Settings, TopicSettings
+from streams.app import WorkerApp, create_app
+from streams.continuity import Continuity
+
+SO2, O2 = "a21026", "a19001"
+MN = "88888880000001"
+KILN = StackInfo(
+    stack_id="kiln-1", mn=MN, password="123456", sector="cement", process="kiln_tail"
+)
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=CST)
+_ids = itertools.count()
+
+
+class Recorder:
+    """Stands in for `topic.send`: records (topic, key, value), returns a done future."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    async def __call__(self, topic: TopicT, key: bytes, value: bytes) -> Awaitable[Any]:
+        self.sent.append((topic.get_topic_name(), key.decode(), value.decode()))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def on(self, topic: str) -> list[tuple[str, str]]:
+        return [(k, v) for t, k, v in self.sent if t == topic]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def worker(recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> WorkerApp:
+    settings = Settings(topics=TopicSettings(partitions=1), kafka_bootstrap="127.0.0.1:9")
+    wa = create_app(
+        settings,
+        broker="127.0.0.1:9",
+        registry=StackRegistry(stacks=[KILN]),
+        app_id=f"test-agents-{next(_ids)}",
+        data_dir=tmp_path,
+        send=recorder,
+    )
+    def send_changelog(partition: int | None, key: Any, value: Any, *a: Any, **kw: Any) -> Any:
+        done: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(wa.table, "send_changelog", send_changelog)
+    return wa
+
+
+def raw_minute(so2: float, o2: float, start: datetime = T0) -> RawFrame:
+    (text,) = build_frames(
+        "2051", MN, "123456", start, {SO2: {"Avg": so2}, O2: {"Avg": o2}}, now=start
+    )
+    return RawFrame(
+        text=text,
+        received_at=start + timedelta(minutes=1),
+        peer="10.0.0.1:5000",
+        mn=MN,
+        cn="2051",
+        verdict=Verdict.ACCEPTED,
+    )
+
+
+async def test_decode_valid_frame_emits_a_normalised_reading(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    async with worker.decode.test_context() as agent:
+        await agent.put(raw_minute(8.0, 12.0).model_dump_json().encode(), key=MN.encode())
+    (key, value), = recorder.on(worker.topics.readings.get_topic_name())
+    reading = Reading.model_validate_json(value)
+    assert key == "kiln-1"
+    assert reading.kind is ReadingKind.MINUTE
+    assert reading.data_time == T0
+    assert reading.ref_o2 == 10.0
+    # HJ 212-2017 App. D eq. 28: 8 × (21 − 10)/(21 − 12) = 8 × 11/9 = 9.777…
+    assert reading.values[SO2].zs == pytest.approx(88 / 9)
+    assert reading.values[SO2].value == 8.0
+    assert recorder.on(worker.topics.deadletter.get_topic_name()) == []
+    assert worker.metrics.readings.labels(kind="minute")._value.get() == 1.0
+
+
+async def test_decode_corrupt_frame_goes_to_deadletter_with_reason(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    good = raw_minute(8.0, 12.0)
+    # Flip one digit of the data segment: the CRC no longer matches (HJ 212-2017 App. A).
+    corrupt = good.model_copy(update={"text": good.text.replace("a21026-Avg=8", "a21026-Avg=9")})
+    async with worker.decode.test_context() as agent:
+        await agent.put(corrupt.model_dump_json().encode(), key=MN.encode())
+        await agent.put(b"{not json", key=b"x")
+    dead = [
+        DeadLetter.model_validate_json(v)
+        for _, v in recorder.on(worker.topics.deadletter.get_topic_name())
+    ]
+    assert [(d.stage, d.reason) for d in dead] == [
+        ("decode", "bad_crc"),
+        ("decode", "malformed_raw"),
+    ]
+    assert dead[0].payload == corrupt.text  # the original frame, verbatim
+    assert dead[1].payload == "{not json"
+    assert recorder.on(worker.topics.readings.get_topic_name()) == []
+    assert worker.metrics.dead_letters.labels(stage="decode", reason="bad_crc")._value.get() == 1
+
+
+async def test_decode_unknown_mn_is_refused(worker: WorkerApp, recorder: Recorder) -> None:
+    (text,) = build_frames("2051", "99999999999999", "1", T0, {SO2: {"Avg": 1.0}}, now=T0)
+    raw = RawFrame(
+        text=text, received_at=T0, peer="p", verdict=Verdict.ACCEPTED, mn="99999999999999"
+    )
+    async with worker.decode.test_context() as agent:
+        await agent.put(raw.model_dump_json().encode(), key=b"99999999999999")
+    ((_, value),) = recorder.on(worker.topics.deadletter.get_topic_name())
+    assert DeadLetter.model_validate_json(value).reason == "unknown_mn"
+
+
+def reading(start: datetime, so2: float) -> Reading:
+    return Reading(
+        stack_id="kiln-1",
+        mn=MN,
+        cn="2051",
+        kind=ReadingKind.MINUTE,
+        sector="cement",
+        process="kiln_tail",
+        data_time=start,
+        received_at=start + timedelta(minutes=1),
+        ref_o2=10.0,
+        o2=10.0,
+        values={
+            SO2: FactorReading(value=so2, zs=so2),
+            O2: FactorReading(value=10.0),
+        },
+    )
+
+
+async def test_sixty_minutes_make_the_hand_computed_hour(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    # Minutes 10:00–10:59 alternate 20 and 23: mean = (30·20 + 30·23)/60 = 1290/60 = 21.5.
+    # Minutes 11:00–11:04 push the watermark past 11:00 + 3 min grace, closing the hour.
+    values = [20.0 if i % 2 == 0 else 23.0 for i in range(60)] + [21.0] * 5
+    async with worker.process.test_context() as agent:
+        for i, v in enumerate(values):
+            rec = reading(T0 + timedelta(minutes=i), v)
+            await agent.put(rec.model_dump_json().encode(), key=b"kiln-1")
+    hours = [
+        AggregateRecord.model_validate_json(v)
+        for _, v in recorder.on(worker.topics.hour.get_topic_name())
+    ]
+    so2 = [h for h in hours if h.factor == SO2]
+    assert len(so2) == 1
+    assert so2[0].period_start == T0
+    assert so2[0].mean == pytest.approx(21.5)
+    assert so2[0].valid and so2[0].valid_count == 60
+    minutes = recorder.on(worker.topics.minute.get_topic_name())
+    assert len(minutes) == 65 * 2  # one per factor (SO2, O2) per minute reading
+    # The state was written back to the table once per record, with the stack's registry row.
+    state = worker.table.data["kiln-1"]
+    assert state["stack"]["sector"] == "cement"
+    assert state["processor"]["stack_id"] == "kiln-1"
+    assert worker.metrics.aggregates.labels(period="hour")._value.get() == 2  # SO2 and O2
+
+
+async def test_malformed_reading_is_a_dead_letter_not_a_crash(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    async with worker.process.test_context() as agent:
+        await agent.put(b'{"stack_id": 3}', key=b"kiln-1")
+        await agent.put(reading(T0, 5.0).model_dump_json().encode(), key=b"kiln-1")
+    dead = recorder.on(worker.topics.deadletter.get_topic_name())
+    assert [DeadLetter.model_validate_json(v).reason for _, v in dead] == ["malformed_reading"]
+    assert len(recorder.on(worker.topics.minute.get_topic_name())) == 2  # the next one works
+
+
+async def test_tick_uses_idle_wall_time_not_the_recorded_receive_time(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    """A replayed stack (received_at years ago) that goes quiet closes its hour by idle time."""
+    wall = [datetime(2030, 1, 1, tzinfo=UTC)]
+    worker.states.clock = lambda: wall[0]
+    async with worker.process.test_context() as agent:
+        for i in range(60):
+            rec = reading(T0 + timedelta(minutes=i), 30.0 + i % 2)
+            await agent.put(rec.model_dump_json().encode(), key=b"kiln-1")
+    assert recorder.on(worker.topics.hour.get_topic_name()) == []
+    # The hour window's watermark is the newest minute's DataTime (10:59) + idle wall time;
+    # the hour 10:00–11:00 closes at 11:00 + 3 min grace = 11:03, i.e. after 4 idle minutes.
+    wall[0] += timedelta(minutes=3)
+    await worker.pipeline.tick([0])
+    assert recorder.on(worker.topics.hour.get_topic_name()) == []  # 10:59 + 3 min = 11:02
+    wall[0] += timedelta(minutes=1, seconds=1)
+    await worker.pipeline.tick([0])
+    hours = [
+        AggregateRecord.model_validate_json(v)
+        for _, v in recorder.on(worker.topics.hour.get_topic_name())
+    ]
+    # 30 and 31 alternate: (30·30 + 30·31)/60 = 30.5.
+    assert [(h.factor, h.mean) for h in hours if h.factor == SO2] == [(SO2, 30.5)]
+
+
+async def test_ack_command_acknowledges_the_open_alert(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    # An hour of SO2 = 50 and 51 alternating (mean 50.5 > 35) closed by 4 minutes of the next
+    # hour raises hour_exceedance at 11:00 (the end of the hour).
+    async with worker.process.test_context() as agent:
+        for i in range(64):
+            rec = reading(T0 + timedelta(minutes=i), 50.0 + i % 2)
+            await agent.put(rec.model_dump_json().encode(), key=b"kiln-1")
+    alerts = [
+        AlertEvent.model_validate_json(v)
+        for _, v in recorder.on(worker.topics.alerts.get_topic_name())
+    ]
+    (raised,) = [a for a in alerts if a.rule is Rule.HOUR_EXCEEDANCE]
+    assert raised.kind is EventKind.RAISE and raised.at == T0 + timedelta(hours=1)
+    ack = AckCommand(alert_id=raised.alert_id, stack_id="kiln-1", by="duty officer",
+                     reason="plant notified", at=T0 + timedelta(hours=1, minutes=10))
+    unknown = ack.model_copy(update={"alert_id": "no-such-alert"})
+    async with worker.commands.test_context() as agent:
+        await agent.put(ack.model_dump_json().encode(), key=b"kiln-1")
+        await agent.put(unknown.model_dump_json().encode(), key=b"kiln-1")
+        await agent.put(b"[]", key=b"kiln-1")
+    events = [
+        AlertEvent.model_validate_json(v)
+        for _, v in recorder.on(worker.topics.alerts.get_topic_name())
+    ][len(alerts):]
+    assert [(e.alert_id, e.kind, e.seq, e.ack_by) for e in events] == [
+        (raised.alert_id, EventKind.ACK, 2, "duty officer")
+    ]
+    dead = [
+        DeadLetter.model_validate_json(v)
+        for _, v in recorder.on(worker.topics.deadletter.get_topic_name())
+    ]
+    assert [(d.stage, d.reason) for d in dead] == [
+        ("command", "alert_not_open"),
+        ("command", "malformed_command"),
+    ]
+
+
+async def test_continuity_guard_seeks_back_over_a_skipped_block() -> None:
+    """Offsets 0, 1, 2 then 27: the consumer skipped 3–26, so seek to 3 and ignore 27+."""
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    now = [0.0]
+    guard = Continuity("process", seek, give_up_s=30.0, clock=lambda: now[0])
+    tp = TP("readings", 0)
+    assert [await guard.admit(tp, o) for o in (0, 1, 2)] == [True, True, True]
+    assert await guard.admit(tp, 27) is False  # gap: seek back to 3
+    assert await guard.admit(tp, 28) is False  # buffered after the gap: wait for 3
+    assert sought == [(tp, 3)]
+    assert [await guard.admit(tp, o) for o in range(3, 29)] == [True] * 26  # re-delivered
+    assert await guard.admit(tp, 28) is False  # a second delivery of 28 is not handled twice
+    assert await guard.admit(tp, 29) is True
+    # A gap that never fills (no such records) is accepted after give_up_s.
+    assert await guard.admit(tp, 40) is False
+    now[0] = 31.0
+    assert await guard.admit(tp, 41) is True
+    assert sought == [(tp, 3), (tp, 30)]
