@@ -139,6 +139,8 @@ async def run_bench(args: argparse.Namespace, bootstrap: str, names: dict[str, s
         print(f"throughput: {len(frames)} frames ({len(fast)} stacks × {args.minutes} min) "
               f"produced in {produced:.1f} s, processed in {elapsed:.1f} s → "
               f"{len(frames) / elapsed:.0f} frames/s")
+        print(f"| stream worker (decode + process), one worker on Tansu | frames/s | "
+              f"{len(frames) / elapsed:.0f} | {len(fast)} stacks × {args.minutes} minute frames |")
 
         # Latency: 60 warm-up minutes per stack make the rolling mean ready (≥ 45 minutes),
         # then every further minute frame emits a provisional_exceedance update.
@@ -168,6 +170,9 @@ async def run_bench(args: argparse.Namespace, bootstrap: str, names: dict[str, s
         q = statistics.quantiles(lat, n=100)
         print(f"latency frame→alert event ({len(lat)}/{len(sent)} events at {args.rate}/s): "
               f"p50 {q[49]:.0f} ms, p90 {q[89]:.0f} ms, p99 {q[98]:.0f} ms, max {lat[-1]:.0f} ms")
+        print(f"| stream worker, frame produced → alert event consumed | latency p50 / p90 / p99 "
+              f"| {q[49]:.0f} / {q[89]:.0f} / {q[98]:.0f} ms "
+              f"| {len(lat)} frames at {args.rate}/s |")
     finally:
         await consumer.stop()
         await producer.stop()
