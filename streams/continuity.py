@@ -14,6 +14,7 @@ transactions) is accepted with an error log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -34,14 +35,17 @@ class Continuity:
         seek: Seek,
         *,
         give_up_s: float = 30.0,
+        reseek_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.seek = seek
         self.give_up_s = give_up_s
+        self.reseek_s = reseek_s
         self.clock = clock
         self._next: dict[TP, int] = {}
         self._healing: dict[TP, tuple[int, float]] = {}  # tp → (offset sought, since)
+        self._reseeks: set[asyncio.Task[None]] = set()
 
     def reset(self) -> None:
         """Partitions were (re)assigned: the consumer restarts at the committed offsets."""
@@ -72,6 +76,26 @@ class Continuity:
             "consumer skipped records; seeking back",
             extra={"agent": self.name, "tp": str(tp), "expected": expected, "got": offset},
         )
-        self._healing[tp] = (expected, self.clock())
+        since = self.clock()
+        self._healing[tp] = (expected, since)
         await self.seek(tp, expected)
+        task = asyncio.ensure_future(self._reseek(tp, expected, since))
+        self._reseeks.add(task)
+        task.add_done_callback(self._reseeks.discard)
         return False
+
+    async def _reseek(self, tp: TP, offset: int, since: float) -> None:
+        """Repeat the seek every `reseek_s` until the missing record arrives or we give up.
+
+        Faust's fetch loop may still hold records fetched before the seek; passing them on
+        moves its read offset past the seek target, and it then drops the re-fetched missing
+        records as already read, so one seek is not enough (measured: the read offset was at
+        the partition's end 0.5 s after seeking back, and nothing more arrived).
+        """
+        while True:
+            await asyncio.sleep(self.reseek_s)
+            if self._healing.get(tp) != (offset, since):
+                return  # healed, reset, or a different gap is being healed
+            if self.clock() - since >= self.give_up_s:
+                return
+            await self.seek(tp, offset)
