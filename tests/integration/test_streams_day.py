@@ -422,9 +422,10 @@ async def test_day_live_then_replay_gives_identical_results(
 
 
 @pytest.mark.xfail(
-    reason="open (issue 5): after a worker restart on Tansu the stream stalls before the day "
-    "completes (the Faust consumer skips offsets after changelog recovery; streams/continuity.py "
-    "seeks back but progress stops at hour 7-8 in a clean-clone run). Not counted as passing.",
+    reason="open (issue 5): after a restart Faust's consumer skips offsets and its fetch loop "
+    "moved past a single seek back, stalling the stream; streams/continuity.py now repeats the "
+    "seek (passed 5 isolated runs) but has not yet passed clean-clone runs; "
+    "not counted as passing.",
     strict=False,
 )
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
