@@ -1,124 +1,107 @@
-"""HJ 212 decode throughput over the real 2016 capture (../shared/data), on one core.
+"""HJ 212 decode throughput on one core: realistic ~400-character frames and the real capture.
 
-Prints frames/s for framing + CRC only and for the full decode (framing, CRC, header, CP
-values into ``DecodedFrame``), per-frame latency percentiles and peak memory, then a markdown
-table row for the README. Best of ``--repeat`` passes (the machine may be shared); the first
-pass (cold layout caches) is printed separately.
+Figures (median of several runs, the process pinned to one CPU):
+* realistic flue-gas frames (`bench.frames`, CN 2011/2051, ~400 characters): bytes of one
+  complete frame → `DecodedFrame` (length, CRC, header, every CP value), frames/s and MB/s;
+* the real 2016 capture (`../shared/data`, 8 696 frames, 284 loggers): the stream cut into
+  frames and each decoded (the gateway's path), and framing + CRC alone.
 
-    .venv/bin/python bench/bench_decode.py [--repeat 5] [--capture PATH]
+    stackwatch bench run decode [--quick] [--runs N]
+    .venv/bin/python bench/bench_decode.py        # same, standalone
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
-import platform
-import statistics
 import sys
-import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
-from stackwatch.hj212 import crc16_table, decode_frame, split_frames
-from stackwatch.hj212 import framing as framing_mod
-from stackwatch.hj212 import segment as segment_mod
+if not __package__:  # run as a script: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT_CAPTURE = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "hj212-capture-2016-08-24-05.h212"
+from bench.frames import flue_gas_inputs, length_summary
+from bench.options import BenchOptions, one_core, rate
+from bench.results import BenchResult, figure, new_result
+from stackwatch.hj212 import decode_frame, split_frames
+
+CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "data" / (
+    "hj212-capture-2016-08-24-05.h212"
 )
+FRAMES = 2000
 
 
-def _best(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
-    """Best wall time of ``repeat`` runs and the item count of the last run."""
-    best = float("inf")
-    count = 0
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        count = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, count
+def check_realistic(lengths: dict[str, float]) -> None:
+    """The frames must be the size the figure claims (≈ 400 characters)."""
+    if not 350 <= lengths["mean"] <= 450:
+        raise AssertionError(f"frames are not ~400 characters: {lengths}")
 
 
-def _clear_caches() -> None:
-    segment_mod._PLANS.clear()
-    segment_mod._LAST_PLAN.clear()
-    segment_mod._KEY_CACHE.clear()
-    segment_mod._DT_CACHE.clear()
+def run(opts: BenchOptions) -> list[BenchResult]:
+    """Measure, print progress, return the `decode` result."""
+    runs = opts.pick_runs(5, 3)
+    seconds = 0.3 if opts.quick else 1.0
+    frames = [i.build().encode() for i in flue_gas_inputs(FRAMES)]
+    lengths = length_summary(frames)
+    check_realistic(lengths)
+    mean_bytes = sum(map(len, frames)) / len(frames)
+    print(f"decode: {len(frames)} frames, length min/mean/max {lengths['min']:.0f}/"
+          f"{lengths['mean']:.0f}/{lengths['max']:.0f} characters", flush=True)
+    for raw in frames[:2]:
+        decoded = decode_frame(raw)
+        assert decoded.ok and decoded.values, decoded.errors
 
+    def decode_all() -> int:
+        for raw in frames:
+            decode_frame(raw)
+        return len(frames)
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    data = args.capture.read_bytes()
+    capture = CAPTURE.read_bytes() if CAPTURE.is_file() else None
 
-    def framing_only() -> int:
-        return len(split_frames(data))
-
-    def full() -> int:
+    def capture_full() -> int:
+        assert capture is not None
         n = 0
-        for result in split_frames(data):
+        for result in split_frames(capture):
             decode_frame(result)
             n += 1
         return n
 
-    _clear_caches()
-    start = time.perf_counter()
-    frames = full()
-    cold = time.perf_counter() - start
+    def capture_framing() -> int:
+        assert capture is not None
+        return len(split_frames(capture))
 
-    t_frame, n = _best(framing_only, args.repeat)
-    t_full, _ = _best(full, args.repeat)
-
-    # Framing with the one-lookup-per-byte table CRC instead of the folded one, for contrast.
-    fast_crc = getattr(framing_mod, "crc16")  # noqa: B009 - module attribute swapped below
-    setattr(framing_mod, "crc16", crc16_table)  # noqa: B010
-    try:
-        t_table, _ = _best(framing_only, max(1, args.repeat // 2))
-    finally:
-        setattr(framing_mod, "crc16", fast_crc)  # noqa: B010
-
-    # Per-frame latency: one complete frame (bytes) → DecodedFrame, CRC included.
-    raws = [r.raw for r in split_frames(data)]
-    latencies: list[float] = []
-    for raw in raws:
-        t0 = time.perf_counter_ns()
-        decode_frame(raw)
-        latencies.append((time.perf_counter_ns() - t0) / 1000)
-    q = statistics.quantiles(latencies, n=100)
-    p50, p99 = q[49], q[98]
-
-    tracemalloc.start()
-    full()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-
-    ok = sum(decode_frame(r).ok for r in split_frames(data))
-    print(f"capture: {args.capture.name}  {len(data):,} bytes  {frames:,} frames ({ok:,} ok)")
-    print(f"python {platform.python_version()} on {platform.machine()}; best of {args.repeat}")
-    print(f"framing + CRC only (folded CRC): {n / t_frame:>10,.0f} frames/s")
-    print(f"framing + CRC only (table CRC):  {n / t_table:>10,.0f} frames/s")
-    print(f"full decode (warm):              {n / t_full:>10,.0f} frames/s "
-          f"({len(data) / t_full / 1e6:.1f} MB/s)")
-    print(f"full decode (cold first pass):   {frames / cold:>10,.0f} frames/s")
-    print(f"full decode / table-CRC framing: {t_table / t_full:>10.2f} x  (a load-independent "
-          "yardstick: table-CRC framing is ~100 k frames/s on the reference machine)")
-    print(f"per-frame decode latency: p50 {p50:.1f} µs, p99 {p99:.1f} µs")
-    print(f"peak traced memory while streaming the capture: {peak / 1e6:.1f} MB")
-    print()
-    row = "| HJ 212 decode, real capture ({n:,} frames, one core) | {fig} | {val} | {note} |"
-    for fig, val, note in (
-        ("full decode, frames/s", f"{n / t_full:,.0f}", "framing + CRC + values, warm"),
-        ("framing + CRC only, frames/s", f"{n / t_frame:,.0f}", "folded CRC"),
-        ("per-frame latency p50 / p99", f"{p50:.1f} / {p99:.1f} µs", "full decode"),
-        ("peak memory", f"{peak / 1e6:.1f} MB", "tracemalloc, streaming"),
-    ):
-        print(row.format(n=n, fig=fig, val=val, note=note))
-    return 0
+    realistic: list[float] = []
+    full: list[float] = []
+    framing: list[float] = []
+    with one_core() as cpu:
+        decode_all()  # warm the codec's layout caches, as a running gateway has them
+        for i in range(runs):
+            realistic.append(rate(decode_all, seconds))
+            if capture is not None:
+                full.append(rate(capture_full, seconds))
+                framing.append(rate(capture_framing, seconds))
+            print(f"  run {i + 1}/{runs}: {realistic[-1]:,.0f} frames/s", flush=True)
+    result = new_result("decode", "HJ 212 decode (one core)", quick=opts.quick, settings={
+        "frames": len(frames), "frame_length_chars": lengths, "cns": ["2011", "2051"],
+        "runs": runs, "min_seconds_per_run": seconds, "pinned_cpu": cpu,
+        "capture": CAPTURE.name if capture is not None else None,
+    })
+    result.figures.append(figure(
+        "realistic ~400-char frames, frames/s", realistic, "frames/s",
+        notes=f"CN 2011/2051, {lengths['mean']:.0f} characters on average; bytes → "
+        "DecodedFrame (length, CRC, header, all CP values)"))
+    result.figures.append(figure(
+        "realistic ~400-char frames, MB/s", [r * mean_bytes / 1e6 for r in realistic], "MB/s",
+        digits=1))
+    if capture is not None:
+        n = len(split_frames(capture))
+        result.figures.append(figure(
+            "real 2016 capture, full decode, frames/s", full, "frames/s",
+            notes=f"{n:,} frames: stream framing + CRC + values"))
+        result.figures.append(figure(
+            "real 2016 capture, framing + CRC only, frames/s", framing, "frames/s"))
+    return [result]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.runner import main
+
+    sys.exit(main(["decode", *sys.argv[1:]]))

@@ -218,6 +218,19 @@ def _is_number(value: float | None) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _mean(values: Sequence[float]) -> float:
+    """Exact-sum mean; finite values whose sum overflows (absurd, near 1.8e308) are scaled first.
+
+    `math.fsum` raises OverflowError instead of returning inf: one stack sending such values
+    would otherwise fail every record until its window ends.
+    """
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:
+        n = len(values)
+        return math.fsum(v / n for v in values)
+
+
 def dominant_invalid_flag(flags: Iterable[str], policy: FlagPolicy = DEFAULT_FLAGS) -> str | None:
     """Most frequent invalid flag (ties by `policy.invalid_priority`), None if all are valid."""
     counts = Counter(f for f in flags if f not in policy.valid_flags)
@@ -302,7 +315,7 @@ def aggregate(
         update={
             "valid": flag in policy.valid_flags,
             "flag": flag,
-            "mean": math.fsum(values) / len(values),
+            "mean": _mean(values),
             "min": min(values),
             "max": max(values),
             "reason": reason,

@@ -60,7 +60,12 @@ SECTOR_PROCESSES: dict[str, tuple[str, ...]] = {
 
 def hash_password(password: str) -> str:
     """SHA-256 hex digest used for stored logger passwords."""
-    return hashlib.sha256(password.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_utf8(password)).hexdigest()
+
+
+def _utf8(text: str) -> bytes:
+    # surrogatepass: a decoded frame may carry lone surrogates; they must not raise either.
+    return text.encode("utf-8", errors="surrogatepass")
 
 
 class StackInfo(BaseModel):
@@ -105,11 +110,17 @@ class StackInfo(BaseModel):
         return self
 
     def password_matches(self, pw: str | None) -> bool:
-        """Constant-time PW check; a stack without a password accepts any PW."""
+        """Constant-time PW check; a stack without a password accepts any PW.
+
+        Compared as UTF-8 bytes: `hmac.compare_digest` raises TypeError on `str` with non-ASCII
+        characters, and a PW field is whatever the logger (or an attacker) sent.
+        """
+        if pw is None:
+            return self.password is None and self.password_sha256 is None
         if self.password is not None:
-            return pw is not None and hmac.compare_digest(self.password.get_secret_value(), pw)
+            return hmac.compare_digest(_utf8(self.password.get_secret_value()), _utf8(pw))
         if self.password_sha256 is not None:
-            return pw is not None and hmac.compare_digest(self.password_sha256, hash_password(pw))
+            return hmac.compare_digest(_utf8(self.password_sha256), _utf8(hash_password(pw)))
         return True
 
 

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from stackwatch.alerts import AlertNotFoundError
 from stackwatch.limits.catalogue import LimitCatalogue
-from stackwatch.models import AckCommand, DeadLetter, RawFrame, Reading
+from stackwatch.models import AckCommand, DeadLetter, RawFrame, Reading, Verdict
 from stackwatch.normalise import NormaliseConfig, Refusal, reading_from_raw
 from stackwatch.processor import Outputs, day_of
 from stackwatch.registry import StackInfo, StackRegistry
@@ -134,13 +134,21 @@ class Pipeline:
 
     # ------------------------------------------------------------------ decode
 
-    def decode(self, key: bytes | None, value: bytes | None) -> Reading | DeadLetter:
-        """One raw-topic record → a `Reading`, or the dead letter saying why not. Never raises."""
+    def decode(self, key: bytes | None, value: bytes | None) -> Reading | DeadLetter | None:
+        """One raw-topic record → a `Reading`, the dead letter saying why not, or None for a
+        frame the gateway refused. Never raises."""
         text = _text(value)
         try:
             raw = RawFrame.model_validate_json(value or b"")
         except ValidationError as exc:
             return self._dead("decode", "malformed_raw", text, key, {"error": _first(exc)})
+        if raw.verdict is not Verdict.ACCEPTED:
+            # The raw topic is the audit log of every frame; the gateway has already written
+            # this one's dead letter (stage "gateway", same reasons). A second one here would
+            # count every bad frame twice.
+            reason = raw.reasons[0].partition(":")[0] if raw.reasons else "rejected"
+            self.metrics.gateway_rejected.labels(reason=reason).inc()
+            return None
         try:
             result = reading_from_raw(raw, self.lookup_stack, self.ref_o2_for, self.normalise_cfg)
         except Exception as exc:  # the domain must not stop the worker on one bad frame
@@ -156,6 +164,8 @@ class Pipeline:
     async def handle_raw(self, key: bytes | None, value: bytes | None) -> None:
         """Decode agent body: emit the reading (key = stack_id) or a dead letter."""
         result = self.decode(key, value)
+        if result is None:
+            return
         if isinstance(result, DeadLetter):
             await self._deliver([self._dead_send(result)])
             return

@@ -38,6 +38,12 @@ class WorkerMetrics:
             ["stage", "reason"],
             registry=self.registry,
         )
+        self.gateway_rejected = Counter(
+            "stackwatch_raw_rejected_total",
+            "Raw records the gateway had refused (dead-lettered there), skipped by decode.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.commands = Counter(
             "stackwatch_alert_commands_total",
             "Alert commands handled, by outcome (applied/duplicate/rejected).",

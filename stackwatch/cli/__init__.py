@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from stackwatch.cli.alerts import app as alerts_app
+from stackwatch.cli.bench import app as bench_app
 from stackwatch.cli.db import app as db_app
 from stackwatch.cli.demo import app as demo_app
 from stackwatch.cli.gateway import app as gateway_app
@@ -37,6 +38,7 @@ def _root() -> None:
 
 # Command groups: one line each (keep alphabetical).
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(bench_app, name="bench")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app)  # no name: adds the top-level `demo` command
 app.add_typer(gateway_app, name="gateway")

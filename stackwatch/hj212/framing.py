@@ -5,7 +5,12 @@ A frame is ``##`` + 4-digit length + data segment + 4 hex CRC + CRLF. Real links
 back without CRLF (粘包), garbage between frames, wrong length fields. The framer therefore:
 
 * reads exactly ``length`` + 4 bytes after the header and accepts the frame as soon as the CRC
-  matches — it never waits for the CRLF, so a logger waiting for its 9014 answer is served;
+  matches — it never waits for the CRLF, so a logger waiting for its 9014 answer is served —
+  unless the data segment contains a boundary (CRLF or ``##``+4 digits): a frame never spans
+  one, so a cut-short frame whose CRC happens to match at a length reaching into the next
+  frame cannot swallow that frame (likelier than it seems: the App. A check code carries one
+  byte of state between bytes, so it takes only 256 values), and the verdict never depends on
+  where the reads split the stream;
 * otherwise cuts the record at the next CRLF or ``##``+4 digits (resync) and says why it was
   rejected (length mismatch, bad CRC, bad length field, ...);
 * accepts a length field that counts characters instead of UTF-8 bytes (§6.3: Chinese text is
@@ -163,7 +168,8 @@ class Framer:
                 return n
             lf = buf[pos + 2 : pos + 6]
             if not lf.isdigit():
-                j = self._boundary(buf, pos + 2, n)
+                # From pos + 1: in "###0101…" the frame starts at the second '#'.
+                j = self._boundary(buf, pos + 1, n)
                 if j < 0:
                     if not final and n - pos < max_buffer:
                         return pos
@@ -177,7 +183,9 @@ class Framer:
             if end <= n:
                 crc_field = buf[end - 4 : end]
                 expected = b"%04X" % crc16(buf[pos + 6 : end - 4])
-                if crc_field == expected or crc_field.upper() == expected:
+                if (crc_field == expected or crc_field.upper() == expected) and (
+                    self._boundary(buf, pos + 6, end - 4) < 0
+                ):
                     if declared > max_segment:
                         append(_reject(buf[pos:end], "segment_too_long",
                                        f"data segment is {declared} characters "

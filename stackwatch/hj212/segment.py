@@ -327,6 +327,11 @@ class _Plan(NamedTuple):
 _SLOW_PLAN = _Plan(None)
 _PLANS: dict[str, _Plan] = {}
 _PLANS_MAX: Final = 512  # ~30 KiB each; further layouts use the reference loop (still correct)
+# Compiling a plan costs ~5-10 ms, so a layout gets one only when it comes back: loggers repeat
+# theirs every upload, while damaged frames (truncated, garbled keys) rarely repeat — without
+# this, junk would spend the 512 plans and most of the CPU on compiles (the fuzz benchmark).
+_SEEN: set[int] = set()
+_SEEN_MAX: Final = 16384  # hashes of layouts seen once; cleared when full
 _LAST_PLAN: dict[tuple[str | None, str | None], _Plan] = {}
 _LAST_PLAN_MAX: Final = 65536
 
@@ -406,10 +411,17 @@ def _parse_cp(cp: str, out: dict[str, Any], errors: list[str], warnings: list[st
     if plan is not None and plan.pattern is not None:
         match = plan.pattern.fullmatch(cp)
     if match is None or plan is None:
+        if len(cp) > MAX_CP:  # refused anyway (cp_too_long); a plan would be a huge regex
+            _parse_cp_reference(cp, out, errors, warnings)
+            return
         signature = _SIG_RE.sub("", cp)
         plan = _PLANS.get(signature)
         if plan is None:
-            if len(_PLANS) >= _PLANS_MAX:
+            seen = hash(signature)
+            if len(_PLANS) >= _PLANS_MAX or seen not in _SEEN:
+                if len(_SEEN) >= _SEEN_MAX:
+                    _SEEN.clear()
+                _SEEN.add(seen)
                 _parse_cp_reference(cp, out, errors, warnings)
                 return
             plan = _PLANS[signature] = _make_plan(signature)

@@ -7,6 +7,7 @@ reported free once nothing listens on it any more (Tansu can linger after SIGTER
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -24,6 +25,18 @@ def free_port(host: str = LOOPBACK) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stable_port(host: str = LOOPBACK) -> int:
+    """A free port below the ephemeral range (32768+ on Linux), for a server that must come back
+    on the SAME port after a restart: a port from the ephemeral range may meanwhile become the
+    local port of some outgoing connection on a busy host."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        if port_is_free(host, port):
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -15,6 +15,7 @@ import os
 import pwd
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from stackwatch.services.ports import LOOPBACK, free_port, port_accepts, wait_for
@@ -202,8 +203,12 @@ def start_postgres(
             raise ServiceError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")
 
     last_error = ""
-    for _ in range(attempts if port is None else 1):
+    for attempt in range(attempts):
+        # A free port each time; a given port (a restart) is retried after a pause, as the
+        # previous server's socket may still linger.
         use_port = port if port is not None else free_port()
+        if port is not None and attempt:
+            time.sleep(1.0)
         options = f"-h {LOOPBACK} -p {use_port} -k ''"
         if not fsync:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"

@@ -84,10 +84,26 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return data
 
 
+MEMORY_STORAGE = "memory://tansu/"
+
+
 def start_tansu(
-    data_dir: Path, *, port: int | None = None, timeout: float = 15.0, attempts: int = 3
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    timeout: float = 15.0,
+    attempts: int = 3,
+    storage: str = MEMORY_STORAGE,
+    storage_env: dict[str, str] | None = None,
 ) -> ServiceRecord:
-    """Start Tansu on 127.0.0.1 (a free port unless given) and wait until it speaks Kafka."""
+    """Start Tansu on 127.0.0.1 (a free port unless given) and wait until it speaks Kafka.
+
+    `storage` is Tansu's storage engine URL. The wheel's build has only the "dynostore"
+    engines: `memory://` (default; topics die with the process) and `s3://bucket/`, which
+    keeps topics and committed offsets across a broker restart (`storage_env` then carries
+    `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`,
+    `AWS_ALLOW_HTTP`). Its postgres and sqlite engines are not compiled in.
+    """
     binary = tansu_binary()
     log_file = data_dir / "logs" / "tansu.log"
     last_error = ""
@@ -102,14 +118,14 @@ def start_tansu(
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            storage,
         ]
         # Tansu also reads LISTENER_URL etc. from the environment; drop them so only argv counts.
         env = {
             k: v
             for k, v in os.environ.items()
             if k not in {"CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE"}
-        }
+        } | (storage_env or {})
         proc = spawn(argv, log_file, env=env)
         ready = wait_for(partial(_ready_or_exited, proc, use_port), timeout)
         if ready and proc.poll() is None:

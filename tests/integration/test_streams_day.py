@@ -421,13 +421,6 @@ async def test_day_live_then_replay_gives_identical_results(
     assert replay_out.alerts == live_out.alerts
 
 
-@pytest.mark.xfail(
-    reason="open (issue 5): after a restart Faust's consumer skips offsets and its fetch loop "
-    "moved past a single seek back, stalling the stream; streams/continuity.py now repeats the "
-    "seek (passed 5 isolated runs) but has not yet passed clean-clone runs; "
-    "not counted as passing.",
-    strict=False,
-)
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 async def test_restart_mid_day_changes_nothing(
     how: str, kafka_bootstrap: str, unique_topic: str, tmp_path: Path, runs: list[Run],

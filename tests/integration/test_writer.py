@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import subprocess
 import sys
 import time
@@ -47,8 +46,8 @@ from stackwatch.models import (
     Verdict,
 )
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services import ServiceError, ServiceRecord, start_postgres, stop_postgres
-from stackwatch.services.ports import free_port, port_is_free
+from stackwatch.services import start_postgres, stop_postgres
+from stackwatch.services.ports import free_port, stable_port
 from stackwatch.services.process import terminate
 
 pytestmark = pytest.mark.integration
@@ -430,32 +429,6 @@ async def produce(bootstrap: str, topic: str, models: list[Any], key: str = "S1"
         await producer.stop()
 
 
-def port_outside_ephemeral_range() -> int:
-    """A free loopback port below the ephemeral range (32768+ here).
-
-    The database must come back on the SAME port after 30 s down; a port from the ephemeral
-    range may meanwhile become the local port of some outgoing connection on this busy host.
-    """
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 32000)
-        if port_is_free("127.0.0.1", port):
-            return port
-    raise RuntimeError("no free port in 20000-32000")
-
-
-def restart_postgres(pg_dir: Path, port: int) -> ServiceRecord:
-    """Start the stopped server again on its port (a few tries: the old socket may linger)."""
-    for attempt in range(3):
-        try:
-            return start_postgres(pg_dir, port=port, fsync=False)
-        except ServiceError:
-            if attempt == 2:
-                raise
-            time.sleep(1.0)
-    raise AssertionError("unreachable")
-
-
 async def committed_offset(bootstrap: str, group: str, topic: str) -> int | None:
     """The consumer group's committed offset of partition 0 of `topic` (None = none).
 
@@ -603,7 +576,7 @@ async def test_database_down_30s_loses_nothing_duplicates_nothing(
 ) -> None:
     # A private PostgreSQL, so stopping it disturbs no other test.
     pg_dir = tmp_path / "pg"
-    port = port_outside_ephemeral_range()
+    port = stable_port()
     record = start_postgres(pg_dir, port=port, fsync=False)
     dsn = record.url
     try:
@@ -631,7 +604,7 @@ async def test_database_down_30s_loses_nothing_duplicates_nothing(
         assert await committed_offset(kafka_bootstrap, group, topics["raw"]) == 20
 
         # Phase 3: restart on the same port and data directory; the worker catches up.
-        record = restart_postgres(pg_dir, port)
+        record = start_postgres(pg_dir, port=port, fsync=False)
         await produce(kafka_bootstrap, topics["raw"], [raw(i) for i in range(50, 60)], key="MN0001")
         got = await asyncio.to_thread(
             wait_until, worker, dsn, "SELECT count(*) FROM raw_frames", 60, 120.0

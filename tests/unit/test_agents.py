@@ -294,3 +294,28 @@ async def test_continuity_guard_seeks_back_over_a_skipped_block() -> None:
     now[0] = 31.0
     assert await guard.admit(tp, 41) is True
     assert sought == [(tp, 3), (tp, 30)]
+
+
+async def test_continuity_guard_repeats_the_seek_until_the_missing_record_arrives() -> None:
+    """Faust's fetch loop may swallow one seek (records fetched before it move its read offset
+    past the target): the guard seeks again every `reseek_s` while the gap is open, and stops
+    once the missing record has arrived."""
+    sought: list[int] = []
+    repeated = asyncio.Event()
+
+    async def seek(_tp: TP, offset: int) -> None:
+        sought.append(offset)
+        if len(sought) >= 3:
+            repeated.set()
+
+    guard = Continuity("decode", seek, give_up_s=30.0, reseek_s=0.001)
+    tp = TP("raw", 0)
+    assert await guard.admit(tp, 0) is True
+    assert await guard.admit(tp, 5) is False  # 1–4 skipped: seek to 1, and again, and again
+    await asyncio.wait_for(repeated.wait(), 5)
+    assert set(sought) == {1}
+    assert await guard.admit(tp, 1) is True  # healed
+    seeks_when_healed = len(sought)
+    await asyncio.sleep(0.05)  # many re-seek periods: a healed gap is not sought again
+    assert len(sought) <= seeks_when_healed + 1  # at most one already in flight
+    assert [await guard.admit(tp, o) for o in (2, 3, 4, 5)] == [True] * 4

@@ -236,6 +236,23 @@ async def test_unknown_mn_and_bad_password_rejected(h: Harness) -> None:
     writer.close()
 
 
+async def test_non_ascii_password_is_rejected_and_the_connection_keeps_serving(
+    h: Harness,
+) -> None:
+    reader, writer = await h.connect()
+    chinese_pw = frame(
+        f"QN=20260105080000001;ST=31;CN=2011;PW=密码;MN={MN};Flag=5;"
+        "CP=&&DataTime=20260105080000;a34013-Rtd=3.2,a34013-Flag=N&&"
+    )
+    writer.write(chinese_pw + upload("20260105080000002"))
+    ack = await read_ack(reader)
+    assert "QN=20260105080000002" in ack  # the wrong-PW frame got none; the next one did
+    await until(lambda: len(h.sink.raw) == 2, "both recorded")
+    assert [r.reasons for r in h.sink.raw] == [["bad_password"], []]
+    assert h.sink.dead[0].payload == chinese_pw.decode().rstrip("\r\n")
+    writer.close()
+
+
 async def test_auto_register_accepts_unknown_mn() -> None:
     h = await make(auto_register=True)
     try:

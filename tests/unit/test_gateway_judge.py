@@ -161,6 +161,16 @@ def test_wrong_password_rejected(sha: bool) -> None:
     assert judge(STD + "\r\n", reg=registry(sha=sha)).verdict is Verdict.ACCEPTED
 
 
+@pytest.mark.parametrize("sha", [False, True])
+@pytest.mark.parametrize("pw", ["密码", "1000０0", "\x00\x00", "", "100000 "])
+def test_garbage_password_is_a_bad_password_not_a_crash(sha: bool, pw: str) -> None:
+    # Non-ASCII (UTF-8 Chinese, a full-width digit), NUL bytes, empty, trailing blank: all
+    # just wrong. (Non-ASCII text used to raise TypeError in the constant-time comparison.)
+    wrong = framed(STD_BODY.replace("PW=100000", f"PW={pw}")) + "\r\n"
+    j = judge(wrong, reg=registry(sha=sha))
+    assert j.verdict is Verdict.REJECTED and j.reasons == ("bad_password",) and j.ack is None
+
+
 def test_half_frame_flushed_at_disconnect() -> None:
     assert results(STD[:40]) == []  # the framer waits for more
     j = judge(STD[:40], flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stackwatch.hj212 import Framer, FrameResult, decode_frame, frame_segment
+from tests.oracles import crc_hj212, intact
 
 STD = b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&1C80"  # noqa: E501 (verbatim vector)
 P9014 = b"##0087QN=20160801090000001;ST=91;CN=9014;PW=123456;MN=010000A8900016F000169DC0;Flag=4;CP=&&&&FF01"  # noqa: E501 (verbatim vector)
@@ -169,3 +170,35 @@ def test_buffer_is_bounded_inside_a_header() -> None:
 
 def test_literal_backslash_crlf_between_frames() -> None:
     assert verdicts(run(STD + b"\\r\\n" + P9014 + b"\\r\\n")) == [(True, None), (True, None)]
+
+
+def test_stray_hash_right_before_a_frame_does_not_cost_the_frame() -> None:
+    # A '#' (line noise, a cut-off header) glued to the next frame: "###0101…" must resync on
+    # the second '#', not reject the whole frame as a bad length field.
+    for prefix in (b"#", b"abc#", b"##", b"###", b"##0"):
+        results = run(prefix + STD + CRLF)
+        assert results[-1].ok and results[-1].raw == STD, prefix
+        assert all(r.reason in ("garbage", "bad_length_field") for r in results[:-1]), prefix
+        assert b"".join(r.raw for r in results) == prefix + STD
+
+
+def test_cut_frame_whose_crc_matches_by_chance_cannot_swallow_the_next() -> None:
+    # A frame cut short, then a whole frame without CRLF between (sticky). The cut frame's
+    # length field reaches into the next frame, and there — built here on purpose; by chance
+    # about 1 in 256 where four hex characters sit, as the App. A check code has only 256
+    # values — four characters equal the CRC (oracle) of everything before them. Bytes
+    # containing another frame's header are never one frame.
+    head = b"QN=20240601085857223;ST=31;CN=2011;PW=123456;MN=CUT01;CP=&&DataTime=2024"
+    nxt_seg = b"QN=20240601085900001;ST=31;CN=2011;PW=123456;MN=NEXT1;Flag=4;CP=&&Info="
+    k = 6 + len(nxt_seg)  # where the four "CRC" characters sit inside the next frame
+    nxt_len = len(nxt_seg) + 4 + 2
+    probe = b"##%04d" % nxt_len + nxt_seg
+    check = b"%04X" % crc_hj212(head + probe[:k])
+    nxt_body = nxt_seg + check + b"&&"
+    nxt = b"##%04d" % len(nxt_body) + nxt_body + b"%04X" % crc_hj212(nxt_body)
+    assert nxt[:k] == probe[:k]
+    cut = b"##%04d" % (len(head) + k) + head
+    assert intact(cut + nxt[: k + 4])  # to the length field and the CRC, that IS a frame
+    results = run(cut + nxt + CRLF)
+    assert verdicts(results) == [(False, "length_mismatch"), (True, None)]
+    assert results[1].raw == nxt and results[0].raw == cut

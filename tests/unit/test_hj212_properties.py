@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stackwatch.hj212 import Framer, build_frames, decode_frame, reassemble
+from stackwatch.hj212 import REASONS, Framer, build_frames, decode_frame, reassemble
 from stackwatch.hj212 import segment as seg_mod
 from stackwatch.hj212.codes import NUMERIC_SUFFIXES, VALID_DATA_FLAGS
 from stackwatch.hj212.segment import new_fields
+from tests.oracles import framed
 
 CST = timezone(timedelta(hours=8))
 
@@ -117,7 +119,10 @@ def test_fast_cp_path_matches_reference(items: list[tuple[str, str]], mn: str) -
         fn(cp, out, out["errors"], out["warnings"])
         return out
 
-    assert run(seg_mod._parse_cp) == run(seg_mod._parse_cp_reference)
+    reference = run(seg_mod._parse_cp_reference)
+    # A layout gets its compiled plan when it comes back: the second call takes the fast path.
+    assert run(seg_mod._parse_cp) == reference
+    assert run(seg_mod._parse_cp) == reference
 
 
 header_fields = st.lists(
@@ -175,9 +180,117 @@ def test_canonical_headers_match_reference() -> None:
 
 def test_fast_path_is_taken_for_a_regular_layout() -> None:
     cp = "DataTime=20240122081600;a00000-Rtd=5.407,a00000-Flag=N;01-Rtd=3.56,01-ZsRtd=4.93"
+    seg_mod._PLANS.clear()
+    seg_mod._LAST_PLAN.clear()
+    seg_mod._SEEN.clear()
+    first = new_fields()
+    first["mn"], first["cn"] = "FASTPATH", "2011"
+    seg_mod._parse_cp(cp, first, first["errors"], first["warnings"])
+    # A layout seen once gets no plan (compiling costs milliseconds; junk rarely repeats).
+    assert ("FASTPATH", "2011") not in seg_mod._LAST_PLAN and not seg_mod._PLANS
     out = new_fields()
     out["mn"], out["cn"] = "FASTPATH", "2011"
     seg_mod._parse_cp(cp, out, out["errors"], out["warnings"])
     plan = seg_mod._LAST_PLAN[("FASTPATH", "2011")]
     assert plan.pattern is not None and plan.pattern.fullmatch(cp) is not None
     assert out["values"] == {"a00000": {"Rtd": 5.407}, "a34013": {"Rtd": 3.56, "ZsRtd": 4.93}}
+    assert out == first
+
+
+# --- damaged frames: identical decode or a documented reason, and no collateral damage -------
+
+
+def _damage(frame: bytes, data: st.DataObject) -> bytes:
+    """One random edit: bit flip, deletion, insertion, one-byte overwrite or truncation.
+
+    Each is always caught (or harmless): a length change by the length field, a one-byte
+    change by the App. A check code. Not so a multi-byte overwrite: the check code's state
+    between bytes is a single byte (crc.py), so it has only 256 values and a random burst of
+    two or more bytes passes it 1 time in 256.
+    """
+    kind = data.draw(st.sampled_from(["flip", "delete", "insert", "overwrite", "truncate"]))
+    n = len(frame)
+    # Near either end as often as anywhere: the header, the CRC and the cut-off frame matter.
+    i = data.draw(st.one_of(st.integers(0, 8), st.integers(n - 8, n - 1), st.integers(0, n - 1)))
+    if kind == "insert" and data.draw(st.booleans()):
+        i = n  # glued after the CRC
+    if kind == "flip":
+        return frame[:i] + bytes([frame[i] ^ (1 << data.draw(st.integers(0, 7)))]) + frame[i + 1 :]
+    if kind == "delete":
+        return frame[:i] + frame[i + data.draw(st.integers(1, 8)) :]
+    pieces = st.one_of(st.binary(min_size=1, max_size=8),
+                       st.sampled_from([b"#", b"##", b"##0", b"##0101", b"\r\n", b"\r", b"&&"]))
+    if kind == "insert":
+        return frame[:i] + data.draw(pieces) + frame[i:]
+    if kind == "overwrite":
+        return frame[:i] + bytes([data.draw(st.integers(0, 255))]) + frame[i + 1 :]
+    return frame[:i]
+
+
+small_values = st.dictionaries(
+    st.sampled_from(["a21026", "a21002", "a34013", "a19001", "a00000", "01", "S01"]),
+    st.dictionaries(st.sampled_from(["Rtd", "ZsRtd"]), finite, min_size=1),
+    min_size=1, max_size=4,
+)
+
+
+def _facts(frame: Any) -> tuple[Any, ...]:
+    return (frame.qn, frame.st, frame.cn, frame.pw, frame.mn, frame.flag, frame.data_time,
+            frame.values, frame.flags, frame.cp)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=small_values, data_time=times, data=st.data())
+def test_damaged_frame_decodes_identically_or_is_rejected_with_a_reason(
+    values: dict[str, dict[str, float]], data_time: datetime, data: st.DataObject
+) -> None:
+    (text,) = build_frames("2011", "MUTANT0001", "123456", data_time, values,
+                           qn="20240601085857223", ack=True)
+    original = decode_frame(text)
+    assert original.ok, original.errors
+    damaged = decode_frame(_damage(text.encode(), data))
+    codes = damaged.error_codes
+    assert "decoder_error" not in codes and set(codes) <= REASONS.keys()
+    if damaged.ok:
+        # Harmless damage only (CR/LF/blanks after the frame, lower-case CRC hex, a byte
+        # overwritten by itself): the same frame.
+        assert _facts(damaged) == _facts(original)
+    else:
+        assert codes, damaged.raw
+
+
+good = [
+    framed(f"QN=2024060108585722{i};ST=31;CN=2011;PW=123456;MN=GOOD{i};Flag=5;"
+           f"CP=&&DataTime=20240601085800;a21026-Rtd={i}.5,a21026-Flag=N&&").encode()
+    for i in range(2)
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=small_values, data_time=times, data=st.data(),
+       seps=st.tuples(*[st.sampled_from([b"\r\n", b"", b"\n", b" ", b"\r\n\r\n"])] * 2),
+       cuts=st.lists(st.integers(0, 3000), max_size=6))
+def test_damaged_frame_never_takes_its_neighbours_down(
+    values: dict[str, dict[str, float]], data_time: datetime, data: st.DataObject,
+    seps: tuple[bytes, bytes], cuts: list[int],
+) -> None:
+    (text,) = build_frames("2011", "MUTANT0001", "123456", data_time, values, ack=True)
+    damaged = _damage(text.encode(), data)
+    stream = good[0] + seps[0] + damaged + seps[1] + good[1] + b"\r\n"
+    framer = Framer()
+    results = []
+    edges = [0, *sorted(c for c in cuts if c < len(stream)), len(stream)]
+    for a, b in itertools.pairwise(edges):
+        results += framer.feed(stream[a:b])
+    results += framer.flush()
+    # Both neighbours whole and accepted, in order, whatever the damage and the read sizes.
+    assert [r.raw for r in results if b"MN=GOOD" in r.raw] == good
+    assert all(r.ok for r in results if b"MN=GOOD" in r.raw)
+    assert all(r.ok or (r.reason in REASONS and r.detail) for r in results)
+    # Every byte in exactly one unit (the framer skips only CR, LF, blanks between frames) ...
+    def squeeze(b: bytes) -> bytes:
+        return b.replace(b"\\r\\n", b"").translate(None, b"\r\n \t")
+    assert squeeze(b"".join(r.raw for r in results)) == squeeze(stream)
+    # ... and the units do not depend on where the reads split the stream.
+    whole = Framer()
+    assert whole.feed(stream) + whole.flush() == results

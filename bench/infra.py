@@ -1,0 +1,51 @@
+"""Broker and database set-up shared by the baselines and the pipeline benchmark.
+
+Fresh topics and a fresh, migrated database per measurement, on the servers of one
+`running_services` block, so runs never see each other's records or rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from sinks.db import connect
+from sinks.schema import migrate
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    """Create topics with `partitions` partitions (existing ones are kept)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="stackwatch-bench")
+    await admin.start()
+    try:
+        for name in names:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+                )
+    finally:
+        await admin.close()
+
+
+def fresh_database(dsn: str, name: str) -> str:
+    """(Re)create database `name` on the server of `dsn`, migrate it; its DSN."""
+    with connect(dsn, autocommit=True) as conn:
+        ident = sql.Identifier(name)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+    target = make_conninfo(dsn, dbname=name)
+    with connect(target) as conn:
+        migrate(conn)
+    return target
+
+
+def server_version(dsn: str) -> str:
+    """`SHOW server_version` (for the results' versions)."""
+    with connect(dsn) as conn:
+        row: Any = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]).split(" ")[0] if row else "?"

@@ -1,0 +1,172 @@
+"""The pipeline benchmark's records and verdicts: steps, phases, latency, README figures.
+
+Pure (no I/O), so the rules that turn observations into "sustained" and into figures can be
+read in one place.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from bench.results import BenchResult, Figure, figure
+
+#: 100 000 stacks × one frame per 30 s.
+NATIONAL_FPS = 100_000 / 30
+WHY_SLOW = ("< 1 on Tansu: per record the worker awaits two broker round trips in sequence "
+            "(outputs, then the changelog record), each record its own producer batch")
+
+
+class Latency(BaseModel):
+    """Frame → alert event, milliseconds."""
+
+    n: int = 0
+    missing: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+class Step(BaseModel):
+    """One offered rate, as observed at the end of its step."""
+
+    offered_fps: float
+    accepted_fps: float = Field(description="Acknowledged by the gateway, whole step.")
+    processed_fps: float = Field(description="By the workers, second half of the step.")
+    stored_fps: float = Field(description="raw_frames rows, second half of the step.")
+    readings_rows_per_s: float
+    worker_backlog_mid: int
+    worker_backlog: int = Field(description="Frames accepted − processed at the step's end.")
+    sinks_backlog_mid: int
+    sinks_backlog: int = Field(description="Frames accepted − stored in raw_frames.")
+    worker_group_lag: int | None = Field(description="Committed consumer lag, records.")
+    sinks_group_lag: int | None
+    worker_rss_mb: list[float]
+    cpu_percent: dict[str, float] = Field(
+        default_factory=dict, description="Second half of the step; 100 = one core.")
+    latency: Latency = Field(default_factory=Latency)
+    sustained: bool
+    verdict: str
+
+
+class Phase(BaseModel):
+    """One ladder with N worker processes."""
+
+    workers: int
+    run: int
+    startup_s: float = 0.0
+    steps: list[Step] = Field(default_factory=list)
+    sustained_fps: float = 0.0
+    every_step_sustained: bool = Field(
+        default=False, description="The ladder ran out: the sustainable rate is higher.")
+    capacity_fps: float = 0.0
+    readings_rows_per_s: float = 0.0
+    latency: Latency = Field(default_factory=Latency)
+    latency_basis: str = ""
+    rss_peak_mb: float = 0.0
+    error: str | None = None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def latency_of(sent: dict[tuple[str, str], float], seen: dict[tuple[str, str], float],
+               window: tuple[float, float]) -> Latency:
+    """Latency of the probe frames sent within `window` (perf_counter seconds)."""
+    keys = [k for k, t in sent.items() if window[0] <= t < window[1]]
+    ms = [(seen[k] - sent[k]) * 1000 for k in keys if k in seen]
+    return Latency(n=len(ms), missing=len(keys) - len(ms), p50=percentile(ms, 50),
+                   p95=percentile(ms, 95), p99=percentile(ms, 99))
+
+
+def judge(offered: float, accepted: float, window: float, worker: tuple[int, int],
+          sinks: tuple[int, int]) -> tuple[bool, str]:
+    """Is this rate sustained? `worker`/`sinks` = backlog at mid-step and at the end,
+    `window` = frames accepted in between (rules: `bench.bench_pipeline` docstring)."""
+    if accepted < 0.9 * offered:
+        return False, "gateway took < 90 % of the offered rate"
+    slack = 0.1 * window + 10
+    if worker[1] - worker[0] > slack or worker[1] > 5 * offered + 20:
+        return False, "worker backlog grows"
+    if sinks[1] - sinks[0] > slack + offered or sinks[1] > 6 * offered + 50:
+        return False, "sinks backlog grows"  # `+ offered`: the sinks write 1 s batches
+    return True, "backlog bounded"
+
+
+def summarise(phase: Phase, windows: list[tuple[float, float]],
+              sent: dict[tuple[str, str], float], seen: dict[tuple[str, str], float]) -> None:
+    """Sustained rate, capacity, latency and RSS of a finished ladder."""
+    good = [(s, w) for s, w in zip(phase.steps, windows, strict=True) if s.sustained]
+    phase.every_step_sustained = bool(phase.steps) and all(s.sustained for s in phase.steps)
+    if good:
+        best = good[-1][0]
+        phase.sustained_fps = best.accepted_fps
+        phase.readings_rows_per_s = best.readings_rows_per_s
+        span = (good[0][1][0], good[-1][1][1])
+        phase.latency_basis = f"sustained steps up to {best.offered_fps:g} frames/s"
+    elif phase.steps:
+        span = windows[0]
+        phase.latency_basis = f"no step sustained; the {phase.steps[0].offered_fps:g} frames/s step"
+    else:
+        return
+    phase.capacity_fps = max(s.processed_fps for s in phase.steps)
+    phase.latency = latency_of(sent, seen, span)
+    phase.rss_peak_mb = max((max(s.worker_rss_mb or [0.0]) for s in phase.steps), default=0.0)
+
+
+def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
+               step_s: float) -> list[Figure]:
+    """The README figures: per worker count (median over runs), then ratios to baselines."""
+    figures: list[Figure] = []
+    ladder = "/".join(f"{r:g}" for r in rates)
+    for workers in sorted({p.workers for p in phases}):
+        mine = [p for p in phases if p.workers == workers and p.error is None]
+        who = f"{workers} worker{'s' if workers > 1 else ''}"
+        if not mine:
+            continue
+        sustained = [p.sustained_fps for p in mine]
+        more = (" — every step was sustained, so the limit is higher"
+                if any(p.every_step_sustained for p in mine) else "")
+        figures += [
+            figure(f"{who}: sustained frames/s", sustained, "frames/s",
+                   notes=f"highest of the steps {ladder} frames/s ({step_s:g} s each) whose "
+                   f"backlog stayed bounded{more}"),
+            figure(f"{who}: multiple of national scale",
+                   [s / NATIONAL_FPS for s in sustained], "x", digits=3,
+                   notes="national = 100,000 stacks × 1 frame / 30 s ≈ 3,300 frames/s"
+                   + (f"; {WHY_SLOW}" if workers == min(p.workers for p in phases) else "")),
+            figure(f"{who}: peak processed frames/s", [p.capacity_fps for p in mine],
+                   "frames/s", notes="decode + process, best step; the capacity when the "
+                   "ladder ended on a step that was not sustained"),
+        ]
+        row = f"{who}: alert latency p50 / p95 / p99"
+        n = sum(p.latency.n for p in mine)
+        for q in ("p50", "p95", "p99"):
+            values = [v for p in mine if (v := getattr(p.latency, q)) is not None]
+            figures.append(figure(q, values, "ms", row=row, notes=(
+                f"frame to provisional_exceedance event consumed, {n} probe frames, "
+                f"{mine[0].latency_basis}")))
+        figures.append(figure(f"{who}: worker RSS, peak", [p.rss_peak_mb for p in mine], "MB",
+                              notes="per worker process (psutil)"))
+    ok = [p for p in phases if p.error is None]
+    if ok:
+        best = max(ok, key=lambda p: p.sustained_fps)
+        base = {f.figure: f.value for f in baselines.figures}
+        label = f"{best.workers} worker{'s' if best.workers > 1 else ''}"
+        for name, key, what in (
+            ("pipeline ÷ raw produce, one by one", "aiokafka produce, send_and_wait one by one",
+             best.sustained_fps),
+            ("pipeline ÷ raw produce, batched", "aiokafka produce, batched", best.sustained_fps),
+            ("pipeline ÷ raw consume", "aiokafka consume", best.sustained_fps),
+            ("readings rows/s ÷ raw COPY rows/s", "psycopg COPY into readings",
+             best.readings_rows_per_s),
+        ):
+            if base.get(key):
+                figures.append(figure(name, [100 * what / base[key]], "%", digits=2,
+                                      notes=f"{label} sustained vs the baseline in this run"))
+    return figures
