@@ -8,8 +8,11 @@ readings mean lost minutes in an hour, so every agent checks that offsets arrive
 per partition and, on a jump, seeks back to the first missing offset and ignores the records
 after the gap until the missing ones have been re-delivered (they follow again after it).
 Records at or below the last handled offset are re-deliveries and are skipped (not handled
-twice). A gap that persists for `give_up_s` (records that truly do not exist, e.g. aborted
-transactions) is accepted with an error log.
+twice). A gap that persists for `give_up_s` is a hole in the log (offsets with no record,
+e.g. aborted transactions, or measured on Tansu: an offset assigned to a produce request that
+a broker restart cut off, the producer's retry landing at a later offset); it is accepted with
+an error log, and reading resumes at the lowest offset seen after the hole, so the records
+passed over while waiting are still handled.
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ class Continuity:
         self.clock = clock
         self._next: dict[TP, int] = {}
         self._healing: dict[TP, tuple[int, float]] = {}  # tp → (offset sought, since)
+        self._beyond: dict[TP, int] = {}  # tp → lowest offset delivered past the gap
         self._reseeks: set[asyncio.Task[None]] = set()
 
     def reset(self) -> None:
         """Partitions were (re)assigned: the consumer restarts at the committed offsets."""
         self._next.clear()
         self._healing.clear()
+        self._beyond.clear()
 
     async def admit(self, tp: TP, offset: int) -> bool:
         """True if the record at `offset` is the next one and must be handled now."""
@@ -58,31 +63,46 @@ class Continuity:
         if expected is None or offset == expected:
             self._next[tp] = offset + 1
             self._healing.pop(tp, None)
+            self._beyond.pop(tp, None)
             return True
         if offset < expected:
             return False  # re-delivered after a seek, or delivered twice: already handled
+        beyond = self._beyond[tp] = min(self._beyond.get(tp, offset), offset)
         healing = self._healing.get(tp)
         if healing is not None and healing[0] == expected:
             if self.clock() - healing[1] < self.give_up_s:
                 return False  # still waiting for the re-delivery of the missing records
             log.error(
-                "offset gap persisted; accepting it",
-                extra={"agent": self.name, "tp": str(tp), "missing_from": expected, "at": offset},
+                "offset gap persisted; accepting it: %s %s offsets %d..%d hold no record",
+                self.name, tp, expected, beyond - 1,
+                extra={"agent": self.name, "tp": str(tp), "missing_from": expected,
+                       "resume_at": beyond},
             )
-            self._next[tp] = offset + 1
-            self._healing.pop(tp, None)
-            return True
+            self._beyond.pop(tp, None)
+            self._next[tp] = beyond
+            if offset == beyond:
+                self._next[tp] = offset + 1
+                self._healing.pop(tp, None)
+                return True
+            # Records beyond..offset-1 were passed over while waiting: read them again.
+            await self._heal(tp, beyond)
+            return False
         log.warning(
-            "consumer skipped records; seeking back",
+            "consumer skipped records; seeking back: %s %s expected %d, got %d",
+            self.name, tp, expected, offset,
             extra={"agent": self.name, "tp": str(tp), "expected": expected, "got": offset},
         )
+        await self._heal(tp, expected)
+        return False
+
+    async def _heal(self, tp: TP, offset: int) -> None:
+        """Seek back to `offset` now and, until it arrives, again every `reseek_s`."""
         since = self.clock()
-        self._healing[tp] = (expected, since)
-        await self.seek(tp, expected)
-        task = asyncio.ensure_future(self._reseek(tp, expected, since))
+        self._healing[tp] = (offset, since)
+        await self.seek(tp, offset)
+        task = asyncio.ensure_future(self._reseek(tp, offset, since))
         self._reseeks.add(task)
         task.add_done_callback(self._reseeks.discard)
-        return False
 
     async def _reseek(self, tp: TP, offset: int, since: float) -> None:
         """Repeat the seek every `reseek_s` until the missing record arrives or we give up.

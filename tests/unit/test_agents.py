@@ -289,11 +289,14 @@ async def test_continuity_guard_seeks_back_over_a_skipped_block() -> None:
     assert [await guard.admit(tp, o) for o in range(3, 29)] == [True] * 26  # re-delivered
     assert await guard.admit(tp, 28) is False  # a second delivery of 28 is not handled twice
     assert await guard.admit(tp, 29) is True
-    # A gap that never fills (no such records) is accepted after give_up_s.
-    assert await guard.admit(tp, 40) is False
+    # A hole that never fills (offsets 30–39 hold no record) is accepted after give_up_s,
+    # and reading resumes at the lowest offset seen past it (40), not at whatever offset is
+    # being delivered when the guard gives up: 40–44, passed over meanwhile, are read again.
+    assert [await guard.admit(tp, o) for o in range(40, 45)] == [False] * 5
     now[0] = 31.0
-    assert await guard.admit(tp, 41) is True
-    assert sought == [(tp, 3), (tp, 30)]
+    assert await guard.admit(tp, 45) is False
+    assert sought == [(tp, 3), (tp, 30), (tp, 40)]
+    assert [await guard.admit(tp, o) for o in range(40, 47)] == [True] * 7
 
 
 async def test_continuity_guard_repeats_the_seek_until_the_missing_record_arrives() -> None:
