@@ -59,6 +59,8 @@ REASON_MISSING_MN = "missing_mn"
 REASON_UNKNOWN_MN = "unknown_mn"
 REASON_BAD_PASSWORD = "bad_password"
 REASON_DECODE_ERROR = "decode_error"
+#: Judging the frame raised (a bug, e.g. in a registry lookup): kept and dead-lettered anyway.
+REASON_JUDGE_ERROR = "judge_error"
 REASON_SPLIT = "split_record"
 REASON_FRAMER_ERROR = "framer_error"
 #: Added to leftovers flushed when the connection ended (half frames, trailing garbage).
@@ -427,13 +429,20 @@ class _Connection:
 
     async def _process_one(self, result: FrameResultLike, *, at_disconnect: bool) -> None:
         gw = self._gw
-        judgement = judge_frame(
-            result,
-            codec=gw.codec,
-            registry=gw.registry,
-            auto_register=gw.settings.auto_register,
-            at_disconnect=at_disconnect,
-        )
+        try:
+            judgement = judge_frame(
+                result,
+                codec=gw.codec,
+                registry=gw.registry,
+                auto_register=gw.settings.auto_register,
+                at_disconnect=at_disconnect,
+            )
+        except Exception as exc:
+            # judge_frame guards the codec itself; this is the second line of defence (e.g. a
+            # registry lookup raising): one bad frame costs itself, never the connection.
+            log.exception("judging a frame raised", extra={"peer": self.peer})
+            judgement = Judgement(Verdict.REJECTED, (REASON_JUDGE_ERROR,),
+                                  frame_text(result.raw), detail=repr(exc))
         gw.stats.frame(judgement.verdict, judgement.reason)
         extra = {"peer": self.peer, "mn": judgement.mn, "cn": judgement.cn}
         if judgement.verdict is Verdict.REJECTED:

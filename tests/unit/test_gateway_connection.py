@@ -345,6 +345,33 @@ async def test_framer_failure_is_recorded_and_connection_survives() -> None:
         await h.gateway.stop(grace_s=5)
 
 
+async def test_judging_failure_is_recorded_and_connection_survives() -> None:
+    """A registry lookup that raises (a bug) costs that frame only: it is kept as a rejected
+    raw frame with a dead letter saying why, and the next frame is answered."""
+
+    class FragileRegistry(StackRegistry):
+        def by_mn(self, mn: str | None) -> StackInfo | None:
+            if mn == "BOOM0000000001":
+                raise RuntimeError("registry bug")
+            return super().by_mn(mn)
+
+    h = await make()
+    h.gateway.registry = FragileRegistry(stacks=registry().stacks)
+    try:
+        reader, writer = await h.connect()
+        writer.write(upload("20260105080000001", mn="BOOM0000000001"))
+        await until(lambda: len(h.sink.raw) == 1, "failure recorded")
+        writer.write(STD_FRAME)
+        assert f"QN={STD_QN}" in await read_ack(reader)
+        first = h.sink.raw[0]
+        assert first.verdict is Verdict.REJECTED and first.reasons == ["judge_error"]
+        assert h.sink.dead[0].reason == "judge_error"
+        assert "registry bug" in str(h.sink.dead[0].details)
+        writer.close()
+    finally:
+        await h.gateway.stop(grace_s=5)
+
+
 async def test_half_frame_at_disconnect_is_rejected_with_reason(h: Harness) -> None:
     _, writer = await h.connect()
     writer.write(STD_FRAME[:50])
