@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from simulators.client import LoggerClient
 from stackwatch.hj212 import CST, build_frames, decode_frame
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.services.ports import free_port
 from streams.supervisor import Child, spawn_child, stop_child
+from tests.kafka_topics import create_topics
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 2
@@ -162,17 +162,6 @@ class Pipeline:
         }
         return env
 
-    async def create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([
-                NewTopic(t, num_partitions=PARTITIONS, replication_factor=1)
-                for t in self.topics.values()
-            ])
-        finally:
-            await admin.close()
-
     def start(self, name: str) -> Child:
         """(Re)start one part: `gateway`, `worker` or `sinks`."""
         group = self.prefix.replace(".", "-")
@@ -193,7 +182,7 @@ class Pipeline:
     async def start_all(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
         StackRegistry(stacks=STACKS).dump(self.registry_file)
-        await self.create_topics()
+        await create_topics(self.bootstrap, self.topics.values(), PARTITIONS)
         for name in ("worker", "sinks", "gateway"):
             self.start(name)
         await wait_port(self.gateway_port, self.children["gateway"])

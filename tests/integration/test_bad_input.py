@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,6 +38,7 @@ from stackwatch.services.ports import free_port
 from stackwatch.services.process import terminate
 from stackwatch.settings import GatewaySettings, Settings, TopicSettings
 from streams.gateway import MAX_RECORD_BYTES, Gateway
+from tests.kafka_topics import create_topics
 from tests.oracles import framed
 
 pytestmark = pytest.mark.integration
@@ -285,13 +285,7 @@ class WorkerRun:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(t, num_partitions=1, replication_factor=1)
-                                       for t in self.topics.values()])
-        finally:
-            await admin.close()
+        await create_topics(self.bootstrap, self.topics.values(), 1)
 
     def start(self) -> None:
         reg = self.tmp / "registry.yaml"

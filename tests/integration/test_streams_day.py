@@ -34,7 +34,6 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stackwatch.alerts import AlertEvent
 from stackwatch.hj212 import CST, build_frames
@@ -42,6 +41,7 @@ from stackwatch.models import AggregateRecord, RawFrame, Verdict
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.services.ports import free_port
 from stackwatch.services.process import terminate
+from tests.kafka_topics import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -235,15 +235,7 @@ class Run:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     async def create_topics(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([
-                NewTopic(t, num_partitions=PARTITIONS, replication_factor=1)
-                for t in self.topics.values()
-            ])
-        finally:
-            await admin.close()
+        await create_topics(self.bootstrap, self.topics.values(), PARTITIONS)
 
 
 async def produce(run: Run, frames: list[tuple[str, RawFrame]], *, chunk: int = 0,

@@ -28,7 +28,6 @@ import httpx
 import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from sinks.db import connect, connect_async
 from sinks.registry_sync import sync_registry
@@ -49,6 +48,7 @@ from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.services import start_postgres, stop_postgres
 from stackwatch.services.ports import free_port, stable_port
 from stackwatch.services.process import terminate
+from tests.kafka_topics import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -379,14 +379,7 @@ def workers() -> Iterator[list[SinkWorker]]:
 
 async def make_topics(bootstrap: str, prefix: str, partitions: int) -> dict[str, str]:
     names = {k: f"{prefix}.{k}" for k in KINDS}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names.values()]
-        )
-    finally:
-        await admin.close()
+    await create_topics(bootstrap, names.values(), partitions)
     return names
 
 

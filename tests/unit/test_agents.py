@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from faust.types import TP, TopicT
+from faust.types import TP
 
 from stackwatch.alerts import AlertEvent, EventKind, Rule
 from stackwatch.hj212 import CST, build_frames
@@ -32,6 +31,7 @@ from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import Settings, TopicSettings
 from streams.app import WorkerApp, create_app
 from streams.continuity import Continuity
+from tests.agent_recorder import Recorder
 
 SO2, O2 = "a21026", "a19001"
 MN = "88888880000001"
@@ -40,22 +40,6 @@ KILN = StackInfo(
 )
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=CST)
 _ids = itertools.count()
-
-
-class Recorder:
-    """Stands in for `topic.send`: records (topic, key, value), returns a done future."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    async def __call__(self, topic: TopicT, key: bytes, value: bytes) -> Awaitable[Any]:
-        self.sent.append((topic.get_topic_name(), key.decode(), value.decode()))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    def on(self, topic: str) -> list[tuple[str, str]]:
-        return [(k, v) for t, k, v in self.sent if t == topic]
 
 
 @pytest.fixture

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from faust.types import TopicT
 from prometheus_client import CollectorRegistry
 
 from stackwatch.alerts import AlertEvent, EventKind, Rule
@@ -36,6 +34,7 @@ from stackwatch.processor import ProcessorConfig, StreamQualityConfig
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import Settings, StreamSettings, TopicSettings
 from streams.app import WorkerApp, create_app
+from tests.agent_recorder import Recorder
 from tests.oracles import framed
 
 SO2, O2 = "a21026", "a19001"
@@ -44,22 +43,6 @@ KILN = StackInfo(stack_id="kiln-2", mn=MN, password="123456", sector="cement",
                  process="kiln_tail")
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=CST)
 _ids = itertools.count()
-
-
-class Recorder:
-    """Stands in for `topic.send`: records (topic, key, value), returns a done future."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    async def __call__(self, topic: TopicT, key: bytes, value: bytes) -> Awaitable[Any]:
-        self.sent.append((topic.get_topic_name(), key.decode(), value.decode()))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    def on(self, topic: TopicT) -> list[str]:
-        return [v for t, _, v in self.sent if t == topic.get_topic_name()]
 
 
 class Bench:
@@ -71,18 +54,19 @@ class Bench:
         self.metrics = metrics
 
     def dead(self) -> list[DeadLetter]:
-        return [DeadLetter.model_validate_json(v) for v in self.sent.on(self.app.topics.deadletter)]
+        dead = self.sent.values(self.app.topics.deadletter)
+        return [DeadLetter.model_validate_json(v) for v in dead]
 
     def readings(self) -> list[Reading]:
-        return [Reading.model_validate_json(v) for v in self.sent.on(self.app.topics.readings)]
+        return [Reading.model_validate_json(v) for v in self.sent.values(self.app.topics.readings)]
 
     def alerts(self) -> list[AlertEvent]:
-        return [AlertEvent.model_validate_json(v) for v in self.sent.on(self.app.topics.alerts)]
+        return [AlertEvent.model_validate_json(v) for v in self.sent.values(self.app.topics.alerts)]
 
     def aggregates(self, period: str) -> list[AggregateRecord]:
         topic = self.app.topics.for_period(period)
         assert topic is not None
-        return [AggregateRecord.model_validate_json(v) for v in self.sent.on(topic)]
+        return [AggregateRecord.model_validate_json(v) for v in self.sent.values(topic)]
 
     def counter(self, name: str, **labels: str) -> float:
         value = self.metrics.get_sample_value(name, labels)
