@@ -135,6 +135,23 @@ class Framer:
             k = buf.find(b"##", k + 1, limit)
         return crlf
 
+    @staticmethod
+    def _own_length_holds(buf: bytes, pos: int, end: int, boundary: int, n: int) -> bool:
+        """Whether a frame whose CRC failed at its declared end is still best cut there.
+
+        It is when the next boundary (CRLF or ``##``+4 digits) lies at or after the declared
+        end, the declared extent ends with 4 hex digits, and the cut at that boundary would not
+        give a frame whose CRC matches (which would mean only the length field is wrong).
+        Cutting at the boundary instead would glue a stray byte before the next frame onto
+        this one and call it a length mismatch.
+        """
+        if end > n or boundary < end or not _HEX.issuperset(buf[end - 4 : end]):
+            return False
+        if boundary == end:
+            return True
+        longer = buf[pos:boundary]
+        return longer[-4:].upper() != b"%04X" % crc16(longer[6:-4])
+
     def _drain(self, buf: bytes, out: list[FrameResult], *, final: bool) -> int:
         n = len(buf)
         pos = 0
@@ -174,8 +191,11 @@ class Framer:
                     if not final and n - pos < max_buffer:
                         return pos
                     j = n
-                append(_reject(buf[pos:j], "bad_length_field",
-                               f"length field {lf!r} is not 4 digits"))
+                if j == pos + 1:  # a stray '#' right before the next frame's header
+                    append(_reject(buf[pos:j], "garbage"))
+                else:
+                    append(_reject(buf[pos:j], "bad_length_field",
+                                   f"length field {lf!r} is not 4 digits"))
                 pos = j
                 continue
             declared = int(lf)
@@ -196,6 +216,13 @@ class Framer:
                     continue
             # Not a CRC-valid frame at the declared length: cut at the next boundary.
             j = self._boundary(buf, pos + 6, n)
+            if self._own_length_holds(buf, pos, end, j, n):
+                # A complete frame with a wrong CRC, followed by a separator or the next frame
+                # (possibly after stray bytes): judged by its own length and CRC; the stray
+                # bytes before the next boundary become a unit of their own.
+                append(judge_record(buf[pos:end], max_segment))
+                pos = end
+                continue
             if j < 0:
                 if not final and n - pos < max_buffer:
                     return pos

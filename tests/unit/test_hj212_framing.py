@@ -202,3 +202,30 @@ def test_cut_frame_whose_crc_matches_by_chance_cannot_swallow_the_next() -> None
     results = run(cut + nxt + CRLF)
     assert verdicts(results) == [(False, "length_mismatch"), (True, None)]
     assert results[1].raw == nxt and results[0].raw == cut
+
+
+def test_bad_crc_frame_then_stray_byte_then_frame_is_judged_by_its_own_length() -> None:
+    # A whole frame with a wrong check code, one stray byte of line noise, then the next frame
+    # with no CRLF: the bad frame is cut at its declared length (bad_crc, length right), the
+    # stray byte is garbage on its own, and the next frame is intact. Cutting at the next
+    # boundary instead glued the stray byte onto the frame and called it a length mismatch.
+    bad = STD[:-4] + b"1C08"
+    for stray in (b"#", b"x", b" ", b"\n", b"\r", b"\r\n#"):
+        results = run(bad + stray + P9014 + CRLF)
+        assert results[0].raw == bad, stray
+        assert (results[0].reason, results[0].detail) == ("bad_crc", "received 1C08, computed 1C80")
+        assert results[0].length_ok, stray
+        assert results[-1].ok and results[-1].raw == P9014, stray
+        assert all(r.reason == "garbage" for r in results[1:-1]), stray
+        assert b"".join(r.raw for r in results) == bad + stray.strip(b"\r\n ") + P9014
+
+
+def test_wrong_length_field_with_crc_right_at_the_line_end_stays_a_length_mismatch() -> None:
+    # The opposite case: the check code is right for the whole line, only the length field is
+    # off by one. Cutting at the declared length would turn one mis-labelled frame into a
+    # bad-CRC fragment plus garbage; the frame is reported whole, as a length mismatch.
+    seg = STD[6:-4]
+    wrong = b"##%04d" % (len(seg) - 1) + seg + b"%04X" % crc_hj212(seg)
+    results = run(wrong + CRLF + P9014 + CRLF)
+    assert verdicts(results) == [(False, "length_mismatch"), (True, None)]
+    assert results[0].raw == wrong
