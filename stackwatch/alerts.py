@@ -78,6 +78,7 @@ class Rule(StrEnum):
     HOUR_INCOMPLETE = "hour_incomplete"
     LOGGER_HOUR_MISMATCH = "logger_hour_mismatch"
     ZS_MISMATCH = "zs_mismatch"
+    REGISTRY_MISMATCH = "registry_mismatch"
 
 
 #: Bilingual titles (中文, English) in the vocabulary of provincial platforms (DOMAIN.md §3.3).
@@ -97,6 +98,7 @@ RULE_TITLES: dict[Rule, tuple[str, str]] = {
     Rule.HOUR_INCOMPLETE: ("小时数据不完整", "incomplete hour"),
     Rule.LOGGER_HOUR_MISMATCH: ("数采仪小时值与计算值不符", "logger hour value mismatch"),
     Rule.ZS_MISMATCH: ("折算值不符", "converted (Zs) value mismatch"),
+    Rule.REGISTRY_MISMATCH: ("数采仪参数与登记不符", "logger settings differ from the registry"),
 }
 
 #: Default severity of each rule when the condition does not carry one (proposal, configurable).
@@ -113,6 +115,7 @@ DEFAULT_SEVERITIES: dict[Rule, Severity] = {
     Rule.HOUR_INCOMPLETE: Severity.WARNING,
     Rule.LOGGER_HOUR_MISMATCH: Severity.WARNING,
     Rule.ZS_MISMATCH: Severity.WARNING,
+    Rule.REGISTRY_MISMATCH: Severity.WARNING,
 }
 
 #: Hold times differing from the policy default (1 h, i.e. one further hourly observation).
@@ -126,6 +129,7 @@ DEFAULT_HOLD_OVERRIDES: dict[Rule, timedelta] = {
     Rule.NEGATIVE: timedelta(0),
     Rule.OVER_RANGE: timedelta(0),
     Rule.CLOCK_SKEW: timedelta(0),
+    Rule.REGISTRY_MISMATCH: timedelta(0),
 }
 
 #: Rules whose worst value is the lowest one (peak = minimum).
@@ -273,10 +277,22 @@ class _Watermark(BaseModel):
     fingerprint: str
 
 
+class _LateMarks(BaseModel):
+    stack_id: str
+    factor: str | None
+    rule: Rule
+    fingerprints: list[str]
+
+
 class _BookState(BaseModel):
     version: int = 1
     open: list[AlertRecord] = Field(default_factory=list)
     watermarks: list[_Watermark] = Field(default_factory=list)
+    late: list[_LateMarks] = Field(default_factory=list)
+
+
+_LATE_MEMORY = 64
+"""Late observations remembered per key (a back-fill horizon of 48 hourly observations)."""
 
 
 class AlertNotFoundError(LookupError):
@@ -317,6 +333,7 @@ class AlertBook:
         self.policy = policy or AlertPolicy()
         self._open: dict[_Key, AlertRecord] = {}
         self._wm: dict[_Key, _Watermark] = {}
+        self._late: dict[_Key, list[str]] = {}
 
     # -- queries
 
@@ -361,6 +378,36 @@ class AlertBook:
             record.false_since = cond.at
             record.state = AlertState.RECOVERING
         return self._maybe_clear(key, record, cond.at)
+
+    def observe_late(self, cond: Condition) -> list[AlertEvent]:
+        """Apply an observation older than its key's newest one: a back-filled period (补传).
+
+        A late *false* observation changes nothing (later observations already decided the
+        alert). A late *true* one is an exceedance nobody has seen yet: it updates the open
+        alert of its key, or raises an alert of its own that is already recovering (the key's
+        newer observations were false) and clears after the hold time. Each (time, content)
+        is applied once, so a repeated back-fill emits nothing.
+        """
+        key: _Key = (cond.stack_id, cond.factor or "", cond.rule)
+        mark = self._wm.get(key)
+        if mark is None or cond.at >= mark.at:
+            return self.observe(cond)
+        fingerprint = _fingerprint(cond)
+        seen = self._late.setdefault(key, [])
+        if fingerprint in seen or not cond.active:
+            return []
+        self._late[key] = [*seen, fingerprint][-_LATE_MEMORY:]
+        if cond.flag is not None and cond.flag in self.policy.suppress_flags:
+            return [self._suppressed(cond)]
+        record = self._open.get(key)
+        if record is not None:
+            return [self._retrigger(record, cond, counted=True)]
+        event = self._raise(key, cond)
+        raised = self._open[key]
+        raised.state = AlertState.RECOVERING
+        raised.false_since = mark.at
+        raised.last_observed = mark.at
+        return [event]
 
     def tick(self, now: datetime) -> list[AlertEvent]:
         """Clear recovering alerts whose hold time has elapsed by event time ``now``.
@@ -498,6 +545,10 @@ class AlertBook:
             watermarks=sorted(
                 self._wm.values(), key=lambda w: (w.stack_id, w.factor or "", w.rule)
             ),
+            late=[
+                _LateMarks(stack_id=k[0], factor=k[1] or None, rule=k[2], fingerprints=v)
+                for k, v in sorted(self._late.items())
+            ],
         )
         return state.model_dump(mode="json")
 
@@ -510,6 +561,8 @@ class AlertBook:
             book._open[(record.stack_id, record.factor or "", record.rule)] = record
         for mark in parsed.watermarks:
             book._wm[(mark.stack_id, mark.factor or "", mark.rule)] = mark
+        for late in parsed.late:
+            book._late[(late.stack_id, late.factor or "", late.rule)] = list(late.fingerprints)
         return book
 
 
@@ -544,6 +597,8 @@ def hour_conditions(hour: HourValue, verdict: HourVerdict) -> list[Condition]:
         "evidence": evidence,
         "flag": hour.flag,
     }
+    if verdict.status is HourStatus.STOPPED:
+        return []  # 停运: neither an exceedance nor missing data
     if verdict.status is HourStatus.INVALID:
         return [
             Condition(

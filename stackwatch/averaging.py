@@ -1,16 +1,20 @@
 """HJ 75 / HJ 212-2017 averaging: instantaneous → minute → hour → day, with data flags.
 
-Rules (HJ 212-2017 App. D.2, citing HJ/T 75-2007; App. C for the flags; DOMAIN.md §0.6, §2.1):
+Rules (HJ 212-2017 App. D.2, citing HJ/T 75-2007; App. C for the flags; docs/hj75-data.md):
 
 * A constituent is *valid* if its data flag is in `FlagPolicy.valid_flags` (N, S) and it has a
-  finite value; F/M/D/C/T/B (and any unknown flag) are invalid (HJ 212-2017 Table 8).
-* A minute mean needs ≥ 12 valid instantaneous values, an hour ≥ 45 valid minutes, a day
-  ≥ 20 valid hours (parameters of `AveragingRules`). Below that the aggregate has no value,
-  is invalid, and `reason` says why.
+  finite value; F/M/D/C/T/B (and any unknown flag) are invalid (HJ 212-2017 Table 8). A
+  constituent that is itself an aggregate carries its own validity (`Sample.valid`).
+* A minute mean needs ≥ 12 valid instantaneous values, an hour ≥ 45 valid *minutes*, a day
+  ≥ 20 valid hours (parameters of `AveragingRules`). For an hour the caller passes the minutes
+  covered by valid data (`coverage`), because a logger's minute record (CN 2051) stands for its
+  whole MinInterval: six valid 10-minute records cover 60 minutes. Below the threshold the
+  aggregate has no value, is invalid, and `reason` says why.
 * Flue-gas flag rule (App. C): the aggregate is flagged N only if **more than** 75 % of its
-  constituents were normal (N), otherwise D — and a D aggregate is invalid one level up, so
-  it is reported with its mean but `valid=False`. The share is taken over the constituents
-  that were *received* in the interval (a value never received is not a constituent).
+  constituents were normal (N), otherwise D. The flag is recorded; it does not decide validity
+  (only the 12/45/20 counts do), so calibration (C) minutes beside 45 valid ones never turn an
+  exceeding hour into an invalid, unjudged one. The share is taken over the constituents
+  *received* in the interval (a value never received is not a constituent).
 * When constituents are invalid, `dominant_invalid_flag` names the most frequent invalid flag
   (e.g. C during a calibration hour) so downstream can suppress alerts during C/M/F.
 
@@ -20,7 +24,7 @@ from real-time uploads are always invalid; use the logger's own minute data (205
 per-source thresholds with `scaled_rules` (a project choice, not the standard's).
 
 Interval boundaries are in China Standard Time (UTC+08:00, no DST): a day runs 00:00–24:00
-local, i.e. 16:00–16:00 UTC. `DataTime` of an aggregate is its interval start (App. C).
+local, i.e. 16:00–16:00 UTC. `start` of an aggregate is its interval start.
 """
 
 from __future__ import annotations
@@ -185,6 +189,11 @@ class Sample(BaseModel):
     ts: AwareDatetime
     value: float | None
     flag: str = "N"
+    valid: bool | None = Field(
+        default=None,
+        description="Validity of an aggregated constituent (an hour inside a day); None = "
+        "valid when its flag is a valid flag and it has a finite value.",
+    )
 
 
 class Aggregate(BaseModel):
@@ -207,11 +216,19 @@ class Aggregate(BaseModel):
     dominant_invalid_flag: str | None = None
     flag_counts: dict[str, int] = Field(default_factory=dict)
     count_outside: int = Field(default=0, description="Constituents ignored: outside interval.")
+    coverage_minutes: float | None = Field(
+        default=None, description="Hours: minutes covered by valid minute data."
+    )
     reason: str | None = None
 
     def as_sample(self) -> Sample:
         """This aggregate as a constituent of the next level (invalid ⇒ no value)."""
-        return Sample(ts=self.start, value=self.mean if self.valid else None, flag=self.flag)
+        return Sample(
+            ts=self.start,
+            value=self.mean if self.valid else None,
+            flag=self.flag,
+            valid=self.valid,
+        )
 
 
 def _is_number(value: float | None) -> bool:
@@ -251,16 +268,26 @@ def aggregate_flag(flags: Sequence[str], policy: FlagPolicy = DEFAULT_FLAGS) -> 
     return policy.normal_flag if normal > policy.normal_share * len(flags) else policy.abnormal_flag
 
 
+def _counts_as_valid(sample: Sample, policy: FlagPolicy) -> bool:
+    if sample.value is None or not _is_number(sample.value):
+        return False
+    return sample.valid if sample.valid is not None else sample.flag in policy.valid_flags
+
+
 def aggregate(
     constituents: Sequence[Sample | Aggregate],
     start: datetime,
     period: Period,
     rules: AveragingRules = DEFAULT_RULES,
+    *,
+    coverage: float | None = None,
 ) -> Aggregate:
     """Aggregate one interval (App. D.2 arithmetic mean of the valid constituents).
 
     `start` must be an interval boundary in +08:00 (see `interval_start`). Constituents
     outside [start, end) are ignored and counted in `count_outside`; the caller deduplicates.
+    `coverage` (hours only): minutes of the hour covered by valid constituents; when given it
+    is what the ≥ 45 rule is applied to, instead of the number of valid constituents.
     """
     aligned = interval_start(start, period)
     if aligned != start:
@@ -273,15 +300,22 @@ def aggregate(
     samples = [c.as_sample() if isinstance(c, Aggregate) else c for c in constituents]
     inside = [s for s in samples if start <= s.ts < end]
     flags = [s.flag for s in inside]
-    values = [
-        float(s.value)
-        for s in inside
-        if s.value is not None and s.flag in policy.valid_flags and _is_number(s.value)
-    ]
+    values = [float(s.value) for s in inside if _counts_as_valid(s, policy)]  # type: ignore[arg-type]
     count_normal = sum(1 for s in inside if s.flag in policy.normal_flags and _is_number(s.value))
-    dominant = dominant_invalid_flag(flags, policy)
+    dominant = dominant_invalid_flag(
+        (s.flag if not _counts_as_valid(s, policy) else policy.normal_flag for s in inside),
+        policy,
+    )
     what = _CONSTITUENT_NAME[period]
-    insufficient = len(values) < required
+    if coverage is None:
+        insufficient = len(values) < required
+        shortfall = f"only {len(values)} valid {what} of {required} required"
+    else:
+        insufficient = not values or coverage < required
+        shortfall = (
+            f"only {coverage:g} minutes covered by valid minute data ({len(values)} records) "
+            f"of {required} required"
+        )
     cause = f"; most frequent invalid flag {dominant}" if dominant else ""
     result = Aggregate(
         period=period,
@@ -296,8 +330,8 @@ def aggregate(
         dominant_invalid_flag=dominant,
         flag_counts=dict(Counter(flags)),
         count_outside=len(samples) - len(inside),
-        reason=f"only {len(values)} valid {what} of {required} required "
-        f"(HJ 212-2017 App. D.2){cause}",
+        coverage_minutes=coverage,
+        reason=f"{shortfall} (HJ 212-2017 App. D.2){cause}",
     )
     if insufficient:
         return result
@@ -309,11 +343,12 @@ def aggregate(
         share = 100.0 * count_normal / len(inside)
         reason = (
             f"only {count_normal} of {len(inside)} {what} normal ({share:.1f} %, needs "
-            f"> {100 * policy.normal_share:g} %): flagged {flag} (HJ 212-2017 App. C)"
+            f"> {100 * policy.normal_share:g} %): flagged {flag} (HJ 212-2017 App. C); "
+            "valid by the 12/45/20 rule"
         )
     return result.model_copy(
         update={
-            "valid": flag in policy.valid_flags,
+            "valid": True,
             "flag": flag,
             "mean": _mean(values),
             "min": min(values),

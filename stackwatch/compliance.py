@@ -74,6 +74,7 @@ class HourStatus(StrEnum):
     EXCEEDANCE = "exceedance"
     INVALID = "invalid"
     UNJUDGED = "unjudged"
+    STOPPED = "stopped"
 
 
 class Basis(StrEnum):
@@ -117,7 +118,8 @@ class HourValue(BaseModel):
 
     ``mean_converted`` is at ``ref_o2`` (HJ 212-2017 App. D eq. 28); ``start`` is the start of
     the hour (HJ 212 DataTime convention for 2061). ``production`` False marks hours outside
-    production time, which the 95 % rule does not count.
+    production time (the stack stopped, 停运), which are not judged and which the 95 % rule
+    does not count.
     """
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
@@ -217,6 +219,13 @@ def judge_hour(hour: HourValue, limits: Sequence[Limit]) -> HourVerdict:
         "end": hour.end,
         "evidence": _hour_evidence(hour),
     }
+    if not hour.production:
+        return HourVerdict(
+            status=HourStatus.STOPPED,
+            reason="the stack was stopped (停运) for this hour: not judged, and not counted "
+            "as missing data (HJ 75)",
+            **base,
+        )
     stack_limits = [lim for lim in limits if lim.kind is not LimitKind.FUGITIVE]
     if not stack_limits:
         reason = "no stack limit applies" + (
@@ -396,7 +405,7 @@ class RollingSnapshot(BaseModel):
 
     at: AwareDatetime = Field(description="Newest minute in the window (window end, inclusive).")
     mean: float | None
-    count: int = Field(description="Valid minutes in the window.")
+    count: int = Field(description="Valid minutes covered by the window's valid records.")
     ready: bool = Field(description="count ≥ min_count: the mean may raise a provisional alarm.")
 
 
@@ -406,8 +415,10 @@ class RollingMean:
     An early warning before the hour closes (DOMAIN.md §3.3 proposal): the window is
     ``(newest − window, newest]`` over explicit minute timestamps, only valid minutes count, and
     the mean may alarm only once ``min_count`` valid minutes are in it (default 45, the hourly
-    validity rule of HJ 212-2017 App. D). Re-adding a minute replaces it (idempotent); a minute
-    older than the window is ignored.
+    validity rule of HJ 212-2017 App. D). A record of a logger with a longer MinInterval covers
+    `minutes` minutes (ten for 10-minute data); the mean is the plain mean of the records, as
+    the hour's is. Re-adding a minute replaces it (idempotent); a minute older than the window
+    is ignored.
     """
 
     def __init__(self, window: timedelta = timedelta(minutes=60), min_count: int = 45) -> None:
@@ -417,10 +428,12 @@ class RollingMean:
             raise ValueError("min_count must be at least 1")
         self.window = window
         self.min_count = min_count
-        self._values: dict[datetime, float] = {}
+        self._values: dict[datetime, tuple[float, float]] = {}
         self._newest: datetime | None = None
 
-    def add(self, ts: datetime, value: float | None, valid: bool) -> RollingSnapshot:
+    def add(
+        self, ts: datetime, value: float | None, valid: bool, minutes: float = 1.0
+    ) -> RollingSnapshot:
         """Record the minute at ``ts`` and return the mean over the window ending at the newest."""
         if ts.tzinfo is None or ts.utcoffset() is None:
             raise ValueError(f"minute timestamp {ts.isoformat()} has no timezone")
@@ -429,7 +442,7 @@ class RollingMean:
         newest = ts if self._newest is None or ts > self._newest else self._newest
         if ts > newest - self.window:
             if valid and value is not None:
-                self._values[ts] = value
+                self._values[ts] = (value, minutes)
             else:
                 self._values.pop(ts, None)
         self._newest = newest
@@ -444,8 +457,10 @@ class RollingMean:
         horizon = self._newest - self.window
         for old in [t for t in self._values if t <= horizon]:
             del self._values[old]
-        count = len(self._values)
-        mean = float(sum(exact(v) for v in self._values.values()) / count) if count else None
+        n = len(self._values)
+        mean = float(sum(exact(v) for v, _ in self._values.values()) / n) if n else None
+        covered = min(sum(m for _, m in self._values.values()), self.window.total_seconds() / 60)
+        count = int(covered)
         return RollingSnapshot(
             at=self._newest, mean=mean, count=count, ready=count >= self.min_count
         )
@@ -456,7 +471,7 @@ class RollingMean:
             "window_s": self.window.total_seconds(),
             "min_count": self.min_count,
             "newest": None if self._newest is None else self._newest.isoformat(),
-            "values": [[t.isoformat(), v] for t, v in sorted(self._values.items())],
+            "values": [[t.isoformat(), v, m] for t, (v, m) in sorted(self._values.items())],
         }
 
     @classmethod
@@ -466,7 +481,13 @@ class RollingMean:
             rm = cls(timedelta(seconds=float(state["window_s"])), int(state["min_count"]))
             newest = state["newest"]
             rm._newest = None if newest is None else datetime.fromisoformat(str(newest))
-            rm._values = {datetime.fromisoformat(str(t)): float(v) for t, v in state["values"]}
+            rm._values = {
+                datetime.fromisoformat(str(row[0])): (
+                    float(row[1]),
+                    float(row[2]) if len(row) > 2 else 1.0,
+                )
+                for row in state["values"]
+            }
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed rolling-mean state: {exc}") from exc
         return rm

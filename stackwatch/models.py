@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from stackwatch.intervals import IntervalLabel
 
 
 class Verdict(StrEnum):
@@ -95,6 +98,9 @@ class FactorReading(BaseModel):
     zs: float | None = None
     zs_issue: str | None = None
     logger_zs: float | None = None
+    issue: str | None = Field(
+        default=None, description="Why the value is not usable (e.g. pressure_implausible)."
+    )
 
 
 class Reading(BaseModel):
@@ -123,6 +129,24 @@ class Reading(BaseModel):
     )
     warnings: list[str] = Field(default_factory=list)
     cp: dict[str, str] = Field(default_factory=dict, description="Other CP fields (events).")
+    flue_gas: bool | None = Field(
+        default=True,
+        description="Flue-gas data (ST 31) that is averaged and judged; False for wastewater "
+        "and other systems (kept as readings only); None for interaction frames (ST 91) whose "
+        "logger's system is not registered (they only show the logger is alive).",
+    )
+    resent: bool = Field(default=False, description="HJ 212-2025 RF=1: a re-sent record (补传).")
+    interval_label: IntervalLabel | None = Field(
+        default=None,
+        description="Whether DataTime names the start or the end of the record's interval "
+        "(2051/2061/2031).",
+    )
+    interval_s: int | None = Field(
+        default=None,
+        description="The record's interval as registered (s); None = the processor infers it.",
+    )
+    stopped: bool = Field(default=False, description="The stack was stopped (停运).")
+    stop_reason: str | None = None
 
     @property
     def dedup_key(self) -> str:
@@ -134,9 +158,10 @@ class Reading(BaseModel):
 class AggregateRecord(BaseModel):
     """A minute, hour or day aggregate of one factor at one stack (the aggregates topics).
 
-    `source` says who computed the constituent minutes: `logger` (official 2051 minutes) or
-    `platform` (minutes derived here from real-time samples, for loggers that send no 2051).
-    A late correction within the grace period is re-emitted with a higher `revision`.
+    `source` says who produced the value: `platform` (computed here: hours and days from minute
+    records, minutes from real-time samples) or `logger` (the logger's own 2051 minute record,
+    or its 2061/2031 record when the platform had nothing to compute the period from). A late
+    correction or back-fill is re-emitted with a higher `revision`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -160,10 +185,17 @@ class AggregateRecord(BaseModel):
     ref_o2: float | None = None
     limit_mg_m3: float | None = Field(default=None, description="Ultra-low limit that applied.")
     limit_program: str | None = Field(default=None, description="Program of that limit.")
-    source: str = "logger"
+    source: Literal["logger", "platform"] = "platform"
     revision: int = 0
     logger_mean: float | None = Field(
         default=None, description="The logger's own 2061/2031 value, where it sent one."
+    )
+    stopped: bool = Field(
+        default=False,
+        description="The stack was stopped (停运) for too much of the period to judge it.",
+    )
+    coverage_minutes: float | None = Field(
+        default=None, description="Minutes of the period covered by valid minute records."
     )
 
 

@@ -23,6 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from stackwatch.alerts import Condition, Rule
 from stackwatch.compliance import Evidence, exact
+from stackwatch.platform_clock import RECEIPT_TIME, ClockReference
 
 __all__ = [
     "DEFAULT_CONCENTRATION_FACTORS",
@@ -105,7 +106,13 @@ class QualityConfig(BaseModel):
     clock_skew_tolerance: timedelta = Field(
         default=timedelta(minutes=5),
         ge=timedelta(0),
-        description="|receipt − DataTime − expected lag| above this → clock skew.",
+        description="A logger clock off the platform's time by more than this is skewed.",
+    )
+    clock_skew_spread_factor: float = Field(
+        default=5.0,
+        ge=0,
+        description="…or by more than this many spreads (scaled MAD) of its peers' offsets, "
+        "whichever is larger (replays sent as fast as possible scatter the peers).",
     )
     valid_flags: frozenset[str] = Field(
         default=frozenset({"N", "S"}), description="Flags whose values are valid (Table 8)."
@@ -146,7 +153,9 @@ class OfflineDetector(BaseModel):
     watch_since: AwareDatetime | None = None
     active: bool = False
 
-    def frame(self, received_at: datetime, cfg: QualityConfig) -> list[Condition]:
+    def frame(
+        self, received_at: datetime, cfg: QualityConfig, timeout: timedelta | None = None
+    ) -> list[Condition]:
         """A frame arrived (any CN); ends an offline episode."""
         _aware(received_at, "receipt time")
         if self.last_frame_at is not None and received_at <= self.last_frame_at:
@@ -164,19 +173,26 @@ class OfflineDetector(BaseModel):
                 active=False,
                 at=received_at,
                 value=gap,
-                evidence={"gap_s": gap, "timeout_s": cfg.offline_timeout.total_seconds()},
+                evidence={
+                    "gap_s": gap,
+                    "timeout_s": (timeout or cfg.offline_timeout).total_seconds(),
+                },
             )
         ]
 
-    def check(self, now: datetime, cfg: QualityConfig) -> list[Condition]:
-        """Timer tick: offline once ``now − last frame ≥ timeout``."""
+    def check(
+        self, now: datetime, cfg: QualityConfig, timeout: timedelta | None = None
+    ) -> list[Condition]:
+        """Timer tick: offline once ``now − last frame ≥ timeout`` (default: the config's;
+        the stream processor passes one scaled to the logger's own upload interval)."""
         _aware(now, "check time")
+        timeout = timeout or cfg.offline_timeout
         baseline = self.last_frame_at or self.watch_since
         if baseline is None:
             self.watch_since = now
             return []
         gap = now - baseline
-        if self.active or gap < cfg.offline_timeout:
+        if self.active or gap < timeout:
             return []
         self.active = True
         return [
@@ -191,7 +207,7 @@ class OfflineDetector(BaseModel):
                     if self.last_frame_at is None
                     else str(self.last_frame_at),
                     "gap_s": gap.total_seconds(),
-                    "timeout_s": cfg.offline_timeout.total_seconds(),
+                    "timeout_s": timeout.total_seconds(),
                 },
             )
         ]
@@ -379,11 +395,14 @@ class OverRangeDetector(BaseModel):
 
 
 class ClockSkewDetector(BaseModel):
-    """The logger's DataTime far from the receipt time (its clock is wrong).
+    """The logger's DataTime far from the platform's time (its clock is wrong).
 
-    ``expected_lag`` is how much later than DataTime a frame normally arrives: ~0 for 2011
-    real-time data (DataTime = sampling instant), one interval for 2051/2061 (DataTime = start
-    of the interval; HJ 212-2017 Table 4). Back-filled re-sends (RF=1) must not be fed here.
+    The deviation is `receipt − event time − reference.offset`, where the event time is when
+    the record's data ends (the sampling instant of 2011, the interval end of 2051) and the
+    reference is the platform's consensus offset (`stackwatch.platform_clock`: 0 live, the
+    replay's offset when history is replayed). It is skewed beyond
+    `max(clock_skew_tolerance, clock_skew_spread_factor × reference.spread)`. Back-filled
+    re-sends (RF=1) must not be fed here.
     """
 
     stack_id: str
@@ -392,19 +411,20 @@ class ClockSkewDetector(BaseModel):
 
     def frame(
         self,
-        data_time: datetime,
+        event_time: datetime,
         received_at: datetime,
         cfg: QualityConfig,
-        expected_lag: timedelta = timedelta(0),
+        reference: ClockReference = RECEIPT_TIME,
     ) -> list[Condition]:
-        """One frame's DataTime and receipt time; returns a condition on change."""
-        _aware(data_time, "DataTime")
+        """One frame's event time and receipt time; returns a condition on change."""
+        _aware(event_time, "event time")
         _aware(received_at, "receipt time")
         if self.last is not None and received_at <= self.last:
             return []
         self.last = received_at
-        deviation = received_at - data_time - expected_lag
-        skewed = abs(deviation) > cfg.clock_skew_tolerance
+        deviation = received_at - event_time - reference.offset
+        tolerance = max(cfg.clock_skew_tolerance, reference.spread * cfg.clock_skew_spread_factor)
+        skewed = abs(deviation) > tolerance
         if skewed == self.active:
             return []
         self.active = skewed
@@ -416,10 +436,12 @@ class ClockSkewDetector(BaseModel):
                 at=received_at,
                 value=deviation.total_seconds(),
                 evidence={
-                    "data_time": str(data_time),
+                    "event_time": str(event_time),
                     "received_at": str(received_at),
                     "skew_s": deviation.total_seconds(),
-                    "tolerance_s": cfg.clock_skew_tolerance.total_seconds(),
+                    "tolerance_s": tolerance.total_seconds(),
+                    "platform_offset_s": reference.offset.total_seconds(),
+                    "peers": reference.stacks,
                 },
             )
         ]
@@ -519,13 +541,13 @@ class StackQuality(BaseModel):
         self,
         received_at: datetime,
         cfg: QualityConfig,
-        data_time: datetime | None = None,
-        expected_lag: timedelta = timedelta(0),
+        event_time: datetime | None = None,
+        reference: ClockReference = RECEIPT_TIME,
     ) -> list[Condition]:
         """Any frame from the stack's logger (heartbeats included)."""
         out = self.offline.frame(received_at, cfg)
-        if data_time is not None:
-            out += self.clock.frame(data_time, received_at, cfg, expected_lag)
+        if event_time is not None:
+            out += self.clock.frame(event_time, received_at, cfg, reference)
         return out
 
     def on_value(
@@ -549,9 +571,11 @@ class StackQuality(BaseModel):
         ).observe(ts, value, flag, cfg)
         return out
 
-    def check(self, now: datetime, cfg: QualityConfig) -> list[Condition]:
+    def check(
+        self, now: datetime, cfg: QualityConfig, timeout: timedelta | None = None
+    ) -> list[Condition]:
         """Timer tick (offline detection)."""
-        return self.offline.check(now, cfg)
+        return self.offline.check(now, cfg, timeout)
 
     def to_state(self) -> dict[str, Any]:
         """JSON-safe state."""

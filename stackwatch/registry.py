@@ -34,6 +34,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from stackwatch.intervals import MIN_INTERVALS, IntervalLabel, PressureUnit
+
 SECTOR_PROCESSES: dict[str, tuple[str, ...]] = {
     "power": ("coal_boiler",),
     "boiler": ("coal_boiler", "gas_boiler"),
@@ -88,8 +90,33 @@ class StackInfo(BaseModel):
     program: str | None = Field(
         default=None, description="Limit program applying to this stack (None = catalogue default)."
     )
-    rtd_interval_s: int = Field(default=30, ge=1, description="Expected real-time interval.")
-    min_interval_min: int = Field(default=1, ge=1, description="Expected minute-data interval.")
+    system_type: str | None = Field(
+        default=None,
+        description="HJ 212 ST of the logger (31 flue gas, 32 wastewater); None = as its frames "
+        "say. Only flue gas is averaged and judged.",
+    )
+    rtd_interval_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="Real-time interval RtdInterval (s); None = inferred from the traffic.",
+    )
+    min_interval_min: int | None = Field(
+        default=None,
+        description="Minute-data interval MinInterval (min; HJ 212-2017 Table 4: 1, 2, 3, 4, "
+        "5, 6, 10, 12, 15, 20 or 30); None = inferred from the traffic.",
+    )
+    interval_label: IntervalLabel | None = Field(
+        default=None,
+        description="Whether the logger stamps 2051/2061/2031 records with the interval's "
+        "start (HJ 212-2017) or its end (common on HJ/T 212-2005 loggers); None = the default "
+        "of the frame's protocol version.",
+    )
+    pressure_unit: PressureUnit | None = Field(
+        default=None,
+        description="Unit of the flue-gas pressure a01013 (S08): kPa (HJ 212-2017 App. B.2), "
+        "Pa, or absolute pressure in kPa/Pa; None = kPa.",
+    )
     auto: bool = Field(
         default=False,
         description="Auto-registered (e.g. an MN first seen in a replayed foreign capture): its "
@@ -101,6 +128,11 @@ class StackInfo(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> StackInfo:
+        if self.min_interval_min is not None and self.min_interval_min not in MIN_INTERVALS:
+            raise ValueError(
+                f"min_interval_min {self.min_interval_min} is not one of {MIN_INTERVALS} "
+                "(HJ 212-2017 Table 4)"
+            )
         if self.sector not in SECTOR_PROCESSES:
             raise ValueError(f"unknown sector {self.sector!r}")
         if self.process not in SECTOR_PROCESSES[self.sector]:

@@ -115,6 +115,7 @@ class _State(BaseModel):
     lateness_s: float
     tz_offset_s: int
     max_skew_s: float | None
+    items_move_watermark: bool = True
     watermark: AwareDatetime | None = None
     max_event_time: AwareDatetime | None = None
     last_arrival: AwareDatetime | None = None
@@ -136,12 +137,15 @@ class EventTimeWindows:
         *,
         tz: timezone = CST,
         max_clock_skew: timedelta | None = None,
+        watermark_from_items: bool = True,
     ) -> None:
         """`period` divides 24 h and windows align to local midnight in `tz` (+08:00).
 
         `max_clock_skew`: with an `arrival` time given to `add()`, events dated further than
         this into the future are REJECTED instead of moving the watermark (a logger clock that
         jumps ahead would otherwise close every window early). None disables the check.
+        `watermark_from_items` False: only `advance()` moves the watermark (the caller keeps
+        an event clock of its own, e.g. one that a single future-dated item cannot move).
         """
         length = period_length(period)
         if grace < timedelta(0) or allowed_lateness < timedelta(0):
@@ -153,6 +157,10 @@ class EventTimeWindows:
         self._tz = tz
         self._tz_offset = offset
         self._max_skew = max_clock_skew
+        self._items_move_watermark = watermark_from_items
+        self.dropped: list[ClosedWindow] = []
+        """Windows finalised and dropped by `advance()`, with their items, for a caller that
+        archives them (drain it after each call)."""
         self._watermark: datetime | None = None
         self._max_event_time: datetime | None = None
         self._last_arrival: datetime | None = None
@@ -268,7 +276,7 @@ class EventTimeWindows:
             self._max_event_time = event_time
             if arrival is not None:
                 self._last_arrival = arrival
-        if self._watermark is None or event_time > self._watermark:
+        if self._items_move_watermark and (self._watermark is None or event_time > self._watermark):
             self._watermark = event_time
 
     def advance(self, watermark: datetime | None = None) -> list[ClosedWindow]:
@@ -304,7 +312,46 @@ class EventTimeWindows:
                 window.emissions += 1
                 window.dirty = False
             if final:
+                self.dropped.append(
+                    ClosedWindow(
+                        start=start,
+                        end=end,
+                        revision=window.emissions,
+                        final=True,
+                        items=tuple(
+                            sorted(window.items.values(), key=lambda i: (i.event_time, i.key))
+                        ),
+                    )
+                )
                 del self._windows[start]
+        return emitted
+
+    def flush(self, upto: datetime | None = None) -> list[ClosedWindow]:
+        """Emit every open window with unemitted content now, without closing it.
+
+        For an input that has gone idle (the end of a replay): the content so far is emitted
+        with the next revision; a later item re-opens the window and `advance()` emits it
+        again. `upto`: only windows starting before it.
+        """
+        emitted: list[ClosedWindow] = []
+        for start in sorted(self._windows):
+            window = self._windows[start]
+            if upto is not None and start >= upto:
+                break
+            if not window.dirty or not window.items:
+                continue
+            items = sorted(window.items.values(), key=lambda i: (i.event_time, i.key))
+            emitted.append(
+                ClosedWindow(
+                    start=start,
+                    end=start + self._period,
+                    revision=window.emissions,
+                    final=False,
+                    items=tuple(items),
+                )
+            )
+            window.emissions += 1
+            window.dirty = False
         return emitted
 
     def to_state(self) -> dict[str, Any]:
@@ -315,6 +362,7 @@ class EventTimeWindows:
             lateness_s=self._lateness.total_seconds(),
             tz_offset_s=int(self._tz_offset.total_seconds()) if self._tz_offset else 0,
             max_skew_s=None if self._max_skew is None else self._max_skew.total_seconds(),
+            items_move_watermark=self._items_move_watermark,
             watermark=self._watermark,
             max_event_time=self._max_event_time,
             last_arrival=self._last_arrival,
@@ -340,6 +388,7 @@ class EventTimeWindows:
                 max_clock_skew=None
                 if parsed.max_skew_s is None
                 else timedelta(seconds=parsed.max_skew_s),
+                watermark_from_items=parsed.items_move_watermark,
             )
         except ValueError as exc:
             raise WindowStateError(f"invalid window configuration in state: {exc}") from exc

@@ -202,12 +202,13 @@ async def test_tick_uses_idle_wall_time_not_the_recorded_receive_time(
             rec = reading(T0 + timedelta(minutes=i), 30.0 + i % 2)
             await agent.put(rec.model_dump_json().encode(), key=b"kiln-1")
     assert recorder.on(worker.topics.hour.get_topic_name()) == []
-    # The hour window's watermark is the newest minute's DataTime (10:59) + idle wall time;
-    # the hour 10:00–11:00 closes at 11:00 + 3 min grace = 11:03, i.e. after 4 idle minutes.
-    wall[0] += timedelta(minutes=3)
+    # The stack's clock is the end of its newest minute record (10:59 + 1 min = 11:00) + idle
+    # wall time; the hour 10:00–11:00 closes at 11:00 + 3 min grace = 11:03, i.e. after 3 idle
+    # minutes, however long ago the records were received.
+    wall[0] += timedelta(minutes=2, seconds=59)
     await worker.pipeline.tick([0])
-    assert recorder.on(worker.topics.hour.get_topic_name()) == []  # 10:59 + 3 min = 11:02
-    wall[0] += timedelta(minutes=1, seconds=1)
+    assert recorder.on(worker.topics.hour.get_topic_name()) == []  # 11:02:59
+    wall[0] += timedelta(seconds=1)
     await worker.pipeline.tick([0])
     hours = [
         AggregateRecord.model_validate_json(v)

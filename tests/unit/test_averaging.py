@@ -13,6 +13,7 @@ from stackwatch.averaging import (
     EmissionMass,
     Period,
     Sample,
+    aggregate,
     aggregate_day,
     aggregate_flag,
     aggregate_hour,
@@ -151,13 +152,35 @@ def test_hour_34_normal_of_45_is_N() -> None:
     assert agg.count_normal == 34
 
 
-def test_hour_exactly_75_percent_normal_is_D_and_invalid() -> None:
-    # 36 N + 12 S = 48 valid minutes; 36/48 = 75.0 % is not > 75 % → D
-    # mean = (36 × 10 + 12 × 20)/48 = 600/48 = 12.5 (kept for inspection, not valid)
+def test_hour_exactly_75_percent_normal_is_flagged_D_but_stays_valid() -> None:
+    # 36 N + 12 S = 48 valid minutes; 36/48 = 75.0 % is not > 75 % → flag D (App. C), but
+    # 48 ≥ 45 valid minutes make the hour valid (App. D.2): the flag does not gate validity.
+    # mean = (36 × 10 + 12 × 20)/48 = 600/48 = 12.5
     agg = aggregate_hour(minutes([10.0] * 36 + [20.0] * 12, ["N"] * 36 + ["S"] * 12), HOUR)
-    assert agg.flag == "D" and not agg.valid
+    assert agg.flag == "D" and agg.valid
     assert agg.mean == pytest.approx(12.5)
     assert agg.reason is not None and "75.0 %" in agg.reason
+
+
+def test_calibration_minutes_beside_45_valid_ones_do_not_invalidate_the_hour() -> None:
+    # 45 N minutes at 40 + 15 C minutes (span gas 90): valid (45 ≥ 45), mean of the 45 valid
+    # minutes = 40.0, flag D (45/60 = 75 % normal, not > 75 %). Before, the D flag made it
+    # invalid and an exceedance of a 35 limit went unjudged.
+    agg = aggregate_hour(minutes([40.0] * 45 + [90.0] * 15, ["N"] * 45 + ["C"] * 15), HOUR)
+    assert agg.valid and agg.mean == 40.0 and agg.flag == "D"
+
+
+def test_hour_validity_by_minutes_covered_not_by_records() -> None:
+    # Six valid 10-minute records cover 60 minutes: valid. Their mean is the plain mean.
+    six = minutes([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], ["N"] * 6)
+    agg = aggregate_hour(six, HOUR)
+    assert not agg.valid  # counted as minutes, 6 < 45
+    agg = aggregate(six, HOUR, Period.HOUR, coverage=60.0)
+    assert agg.valid and agg.mean == 3.5 and agg.coverage_minutes == 60.0
+    # Four records cover 40 minutes: invalid, and the reason says why.
+    short = aggregate(six[:4], HOUR, Period.HOUR, coverage=40.0)
+    assert not short.valid and short.reason is not None
+    assert "only 40 minutes covered" in short.reason
 
 
 def test_hour_share_counts_received_invalid_minutes() -> None:

@@ -6,6 +6,7 @@ Expected values are hand-computed from the rules in the module docstrings (HJ 21
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from stackwatch.alerts import EventKind, Rule
 from stackwatch.averaging import CST
@@ -122,9 +123,10 @@ def test_day_closes_day_grace_after_midnight_not_an_hour_later() -> None:
 
     Day 2026-11-02 (+08:00): every minute of hour h carries SO2 = h (h = 0 … 23), so the 24
     hourly means are 0 … 23 and the day mean is (0 + … + 23)/24 = 276/24 = 11.5 (24 ≥ 20 valid
-    hours). Its last hour (23:00) closes at 00:03; the day must close with the first minute at
-    or after 00:15 of the next day, i.e. the minute dated 00:15 (received 00:16) — not at
-    01:18 (tick) or 02:03 (next hour) because the day window's items are dated hour *starts*.
+    hours). Its last hour (23:00) closes at 00:03; the day must close as soon as the stack's
+    clock (the end of its newest minute record) reaches 00:15 of the next day, i.e. with the
+    minute dated 00:14 (it covers 00:14–00:15) — not at 01:18 (tick) or 02:03 (next hour)
+    because the day window's items are dated hour *starts*.
     """
     d0 = datetime(2026, 11, 2, 0, 0, tzinfo=CST)
     proc = StackProcessor("kiln-1")
@@ -138,7 +140,7 @@ def test_day_closes_day_grace_after_midnight_not_an_hour_later() -> None:
         if days:
             closed_at, day = start, days[0]
             break
-    assert closed_at == d0 + timedelta(days=1, minutes=15)
+    assert closed_at == d0 + timedelta(days=1, minutes=14)
     assert day is not None and day.period_start == d0
     assert day.mean == 11.5 and day.valid and day.valid_count == 24
 
@@ -173,9 +175,9 @@ def test_day_from_platform_derived_hours_is_labelled_platform() -> None:
 def test_state_snapshot_is_not_changed_by_later_processing() -> None:
     """`to_state()` goes to the table's store as is; later readings must not rewrite it.
 
-    A 2061 for 10:00 (SO2 41.0) is recorded; the snapshot holds exactly that hour. A second
-    2061 for 17:00 then prunes hours older than 17:00 − 6 h = 11:00 and adds 17:00 — in the
-    processor, not in the snapshot taken before.
+    A 2061 for 10:00 (SO2 41.0) is kept in the 10:00 hour window; the snapshot holds exactly
+    that. A second 2061 for 17:00 then adds the 17:00 window (and the clock closes 10:00) — in
+    the processor, not in the snapshot taken before.
     """
     proc = StackProcessor("kiln-1")
 
@@ -186,8 +188,14 @@ def test_state_snapshot_is_not_changed_by_later_processing() -> None:
             received_at=start + timedelta(hours=1, seconds=30), values=so2(value),
         )
 
+    def windows(state: dict[str, Any]) -> list[tuple[str, float]]:
+        return [
+            (w["start"], w["items"]["logger"]["item"]["logger"][SO2][0])
+            for w in state["hours"]["windows"]
+        ]
+
     proc.on_reading(logger_hour(T0, 41.0), NO_LIMITS)
     snap = proc.to_state()
     proc.on_reading(logger_hour(T0 + timedelta(hours=7), 42.0), NO_LIMITS)
-    assert snap["logger_hours"] == {"2026-11-02T10:00:00+08:00": {SO2: 41.0}}
-    assert proc.logger_hours == {"2026-11-02T17:00:00+08:00": {SO2: 42.0}}
+    assert windows(snap) == [("2026-11-02T10:00:00+08:00", 41.0)]
+    assert windows(proc.to_state()) == [("2026-11-02T17:00:00+08:00", 42.0)]

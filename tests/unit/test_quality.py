@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from stackwatch.alerts import AlertBook, EventKind, Rule
+from stackwatch.platform_clock import ClockReference
 from stackwatch.quality import (
     ClockSkewDetector,
     Condition,
@@ -138,14 +139,36 @@ def test_clock_skew_tolerance_boundary_and_the_year_2000_logger() -> None:
     out = det.frame(T0, T0 + 5 * MIN + SEC, CFG)
     assert states(out) == [(Rule.CLOCK_SKEW, True)]
     assert out[0].value == 301.0
-    # A minute-data frame (DataTime = interval start) arriving 1 min later is on time.
-    on_time = det.frame(T0 + 10 * MIN, T0 + 11 * MIN, CFG, expected_lag=MIN)
+    # A minute record is judged by its interval's end: 10:10–10:11 arriving at 10:11 is on time.
+    on_time = det.frame(T0 + 11 * MIN, T0 + 11 * MIN, CFG)
     assert states(on_time) == [(Rule.CLOCK_SKEW, False)]
     # A receipt older than the last one is out of order: ignored.
     assert det.frame(datetime(2000, 1, 1, tzinfo=UTC), T0 + 2 * MIN, CFG) == []
     # A logger whose clock reads year 2000 (seen in real 2016 traffic, DOMAIN.md §1.18).
     y2k = det.frame(datetime(2000, 1, 1, tzinfo=UTC), T0 + 12 * MIN, CFG)
     assert states(y2k) == [(Rule.CLOCK_SKEW, True)]
+
+
+def test_clock_skew_against_the_platform_reference_of_a_replay() -> None:
+    # History replayed in 2026: every logger's data is ~10 years old on arrival. Judged
+    # against its peers' consensus offset (platform_clock), a logger whose clock was right at
+    # the time is on time, and only the year-2000 logger is skewed.
+    replay = ClockReference(offset=timedelta(days=3652), spread=timedelta(0), stacks=100)
+    received = T0 + timedelta(days=3652, minutes=1)
+    right = ClockSkewDetector(stack_id="right")
+    assert right.frame(T0, received, CFG, replay) == []
+    y2k = ClockSkewDetector(stack_id="y2k")
+    out = y2k.frame(datetime(2000, 2, 2, 5, tzinfo=UTC), received, CFG, replay)
+    assert states(out) == [(Rule.CLOCK_SKEW, True)]
+    # Peers scattered by a fast replay (spread 2 h): tolerance 5 × 2 h = 10 h, so a logger
+    # 3 h off its peers is not called skewed, one 11 h off is.
+    fast = ClockReference(offset=timedelta(days=3652), spread=timedelta(hours=2), stacks=100)
+    assert ClockSkewDetector(stack_id="a").frame(
+        T0 - timedelta(hours=3), received, CFG, fast
+    ) == []
+    far = ClockSkewDetector(stack_id="b").frame(T0 - timedelta(hours=11), received, CFG, fast)
+    assert states(far) == [(Rule.CLOCK_SKEW, True)]
+    assert far[0].evidence["tolerance_s"] == 10 * 3600.0
 
 
 def test_logger_hour_and_zs_mismatch() -> None:
@@ -190,7 +213,7 @@ def test_stack_quality_state_round_trip_mid_flatline() -> None:
 def test_stack_quality_offline_and_clock_skew_on_frames() -> None:
     sq = StackQuality.create("s", watch_since=T0)
     assert states(sq.check(T0 + MIN, CFG)) == [(Rule.OFFLINE, True)]
-    out = sq.on_frame(T0 + 2 * MIN, CFG, data_time=T0 - timedelta(hours=1))
+    out = sq.on_frame(T0 + 2 * MIN, CFG, event_time=T0 - timedelta(hours=1))
     assert states(out) == [(Rule.OFFLINE, False), (Rule.CLOCK_SKEW, True)]
 
 
