@@ -35,6 +35,7 @@ from pydantic import SecretStr
 from simulators.client import LoggerClient
 from simulators.plants import CST
 from stackwatch.hj212 import build_frames, crc16, decode_frame, split_frames
+from stackwatch.logger_profile import profile
 from stackwatch.registry import StackInfo, StackRegistry
 
 PLAUSIBLE = timedelta(hours=6)
@@ -251,22 +252,49 @@ def load_replay(path: Path, *, registry: StackRegistry | None = None) -> ReplayL
     return read_h212(data, source=str(path))
 
 
+def load_replays(paths: list[Path], *, registry: StackRegistry | None = None) -> ReplayLog:
+    """Load consecutive recordings (e.g. hour files of one capture) as one replay."""
+    if not paths:
+        raise ReplayError("no recording given")
+    if len(paths) == 1:
+        return load_replay(paths[0], registry=registry)
+    if any(p.suffix.lower() == ".csv" for p in paths):
+        raise ReplayError("CSV exports are replayed one file at a time")
+    chunks: list[bytes] = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise ReplayError(f"cannot read {path}: {err}") from None
+        chunks.append(data if data.endswith(b"\r\n") else data + b"\r\n")
+    return read_h212(b"".join(chunks), source=f"{paths[0].name} (+{len(paths) - 1} more)")
+
+
 def registry_for(log: ReplayLog) -> StackRegistry:
-    """A registry of every MN in a recording. Sector/process are unknown for foreign captures:
-    they are registered as industrial_furnace/other and marked `auto` in name and plant."""
-    seen: dict[str, str | None] = {}
-    for f in log.frames:
-        if f.ok and f.mn and f.mn not in seen and 1 <= len(f.mn) <= 24:
-            seen[f.mn] = f.pw
-    return StackRegistry(stacks=[
-        StackInfo(
-            stack_id=f"auto-{mn}", mn=mn,
-            password=SecretStr(pw) if pw else None,
-            name=f"auto: {mn}", plant=f"auto: replay of {Path(log.source).name}",
-            sector="industrial_furnace", process="other",
+    """A registry of every MN in a recording, with the settings its traffic shows.
+
+    Sector and process are unknown for foreign captures: they are the placeholders
+    industrial_furnace/other, marked `auto` (no limit is judged until an operator states the
+    real ones). System type, minute and real-time intervals, interval label and pressure unit
+    are inferred from each logger's own frames (`stackwatch.logger_profile`).
+    """
+    decoded = (decode_frame(f.wire.rstrip(b"\r\n")) for f in log.frames if f.ok)
+    stacks = []
+    for p in profile(decoded):
+        if not 1 <= len(p.mn) <= 24:
+            continue
+        stacks.append(
+            StackInfo(
+                stack_id=f"auto-{p.mn}", mn=p.mn,
+                password=SecretStr(p.password) if p.password else None,
+                name=f"auto: {p.mn}", plant=f"auto: replay of {Path(log.source).name}",
+                sector="industrial_furnace", process="other", auto=True,
+                system_type=p.system_type, min_interval_min=p.min_interval_min,
+                rtd_interval_s=p.rtd_interval_s, interval_label=p.interval_label,
+                pressure_unit=p.pressure_unit,
+            )
         )
-        for mn, pw in seen.items()
-    ])
+    return StackRegistry(stacks=stacks)
 
 
 @dataclass

@@ -228,6 +228,7 @@ READING_COLUMNS = (
     "qn",
     "resent",
     "received_at",
+    "st",
 )
 
 
@@ -259,8 +260,9 @@ def reading_rows(reading: Reading) -> list[Row]:
             None,
             _text(reading.mn),
             None,
-            False,
+            reading.resent,
             reading.received_at,
+            _opt_text(reading.st),
         )
         for factor, fr in sorted(reading.values.items())
     ]
@@ -283,8 +285,15 @@ AGGREGATE_COLUMNS = (
     "ref_o2",
     "source",
     "revision",
+    "stopped",
+    "coverage_minutes",
 )
-HOUR_EXTRA_COLUMNS = ("limit_mg_m3", "limit_program")
+HOUR_EXTRA_COLUMNS = ("limit_mg_m3", "limit_program", "logger_mean")
+DAY_EXTRA_COLUMNS = ("logger_mean",)
+EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
+    "hour_aggregates": HOUR_EXTRA_COLUMNS,
+    "day_aggregates": DAY_EXTRA_COLUMNS,
+}
 
 
 def aggregate_row(record: AggregateRecord) -> tuple[str, Row]:
@@ -311,9 +320,13 @@ def aggregate_row(record: AggregateRecord) -> tuple[str, Row]:
         record.ref_o2,
         _text(record.source),
         record.revision,
+        record.stopped,
+        record.coverage_minutes,
     )
     if table == "hour_aggregates":
-        row = (*row, record.limit_mg_m3, record.limit_program)
+        row = (*row, record.limit_mg_m3, record.limit_program, record.logger_mean)
+    elif table == "day_aggregates":
+        row = (*row, record.logger_mean)
     return table, row
 
 
@@ -435,7 +448,7 @@ def _simple_target(table: str, columns: tuple[str, ...], conflict: str) -> _Targ
 
 
 def _aggregate_target(table: str) -> _Target:
-    columns = AGGREGATE_COLUMNS + (HOUR_EXTRA_COLUMNS if table == "hour_aggregates" else ())
+    columns = AGGREGATE_COLUMNS + EXTRA_COLUMNS.get(table, ())
     keys = ("stack_id", "factor", "period_start")
     stage = f"_sw_stage_{table}"
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from stackwatch.averaging import CST
+
 IntervalLabel = Literal["start", "end"]
 """Which end of its interval an aggregate record's DataTime names."""
 
@@ -60,15 +62,17 @@ def snap_minutes(gap_s: float) -> int | None:
 class Cadence:
     """Recent gaps between one logger's consecutive DataTimes of one upload kind.
 
-    The inferred interval is the most frequent gap among the last `keep` gaps, once it has been
+    Gaps are rounded to `resolution_s` (real-time stamps jitter by a second or two). The
+    inferred interval is the most frequent gap among the last `keep` gaps, once it has been
     seen `min_votes` times: a gap left by a lost record (20 min for 10-minute data) does not
     outvote the regular interval. Records not newer than the newest DataTime (re-sends,
     duplicates) are ignored.
     """
 
-    def __init__(self, keep: int = 12, min_votes: int = 3) -> None:
+    def __init__(self, keep: int = 12, min_votes: int = 3, resolution_s: int = 1) -> None:
         self.keep = keep
         self.min_votes = min_votes
+        self.resolution_s = resolution_s
         self.last: datetime | None = None
         self.gaps: list[int] = []
 
@@ -77,7 +81,8 @@ class Cadence:
         if self.last is not None:
             if data_time <= self.last:
                 return
-            gap = round((data_time - self.last).total_seconds())
+            seconds = (data_time - self.last).total_seconds()
+            gap = round(seconds / self.resolution_s) * self.resolution_s
             self.gaps = [*self.gaps, gap][-self.keep :]
         self.last = data_time
 
@@ -93,17 +98,33 @@ class Cadence:
         return gap if votes >= self.min_votes else min(self.gaps)
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-safe state."""
+        """JSON-safe state (the parameters are configuration)."""
         return {"last": self.last.isoformat() if self.last else None, "gaps": list(self.gaps)}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Cadence:
+    def from_state(cls, state: dict[str, Any], resolution_s: int = 1) -> Cadence:
         """Rebuild from `to_state()` output."""
-        cadence = cls()
+        cadence = cls(resolution_s=resolution_s)
         last = state.get("last")
         cadence.last = datetime.fromisoformat(last) if last else None
         cadence.gaps = [int(g) for g in state.get("gaps", [])]
         return cadence
+
+
+def snap_stamp(stamp: datetime, length: timedelta) -> datetime:
+    """A record's DataTime moved onto its interval grid when it is only a little off.
+
+    Real loggers stamp 2061 hours like `05:00:01` and minutes a second late; the hour they
+    mean is plain. Within min(length / 10, 5 min) of a multiple of `length` (counted from
+    local midnight) the stamp snaps to it; a logger whose grid is deliberately offset (10-minute
+    records at xx:05, xx:15 …) is left alone.
+    """
+    local = stamp.astimezone(CST)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    offset = local - midnight
+    nearest = midnight + round(offset / length) * length
+    tolerance = min(length / 10, timedelta(minutes=5))
+    return nearest if abs(local - nearest) <= tolerance else local
 
 
 def record_span(

@@ -11,7 +11,8 @@ replay at any speed it is the replay's offset, and only a logger that disagrees 
 The tolerance widens with the spread of the peers (a scaled median absolute deviation): in a
 replay sent as fast as possible, loggers are hours apart from each other on the wire, and
 only an error far beyond that spread is a clock error. With fewer than `min_stacks` peers
-there is no consensus, and receipt time is the reference.
+there is no consensus yet and no clock is judged (the first frames of a replay would all look
+years late against receipt time).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ClockReference(BaseModel):
 
 
 RECEIPT_TIME = ClockReference()
-"""No consensus: judge clocks against receipt time."""
+"""Receipt time itself as the reference (a platform whose own clock is the truth)."""
 
 
 class PlatformClock:
@@ -55,11 +56,11 @@ class PlatformClock:
         while len(self._offsets) > self.window:
             self._offsets.popitem(last=False)
 
-    def reference(self) -> ClockReference:
-        """The consensus offset and spread, or `RECEIPT_TIME` with too few peers."""
+    def reference(self) -> ClockReference | None:
+        """The consensus offset and spread, or None with too few peers to judge by."""
         values = list(self._offsets.values())
         if len(values) < self.min_stacks:
-            return RECEIPT_TIME
+            return None
         median = statistics.median(values)
         mad = statistics.median(abs(v - median) for v in values)
         return ClockReference(

@@ -69,6 +69,7 @@ from stackwatch.intervals import (
     placement,
     record_span,
     snap_minutes,
+    snap_stamp,
 )
 from stackwatch.models import AggregateRecord, FactorReading, Reading, ReadingKind
 from stackwatch.normalise import POLLUTANTS
@@ -101,6 +102,8 @@ FLOW = "a00000"
 O2 = "a19001"
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+RTD_RESOLUTION_S = 10
+"""Real-time DataTimes jitter by seconds: their gaps are compared to the nearest 10 s."""
 STOP_FLAG = "F"
 """Flag a stopped stack's values carry in the averages (HJ 212-2017 Table 8: F 停运)."""
 
@@ -284,7 +287,7 @@ class StackProcessor:
         self.clock_event: datetime | None = None
         self.clock_arrival: datetime | None = None
         self.cadence_min = Cadence()
-        self.cadence_rt = Cadence()
+        self.cadence_rt = Cadence(resolution_s=RTD_RESOLUTION_S)
         self.declared_min_s: int | None = None
         self.declared_rt_s: int | None = None
         self.flue_gas = False
@@ -347,19 +350,31 @@ class StackProcessor:
             return q.offline_timeout
         return max(q.offline_timeout, min(known) * q.offline_missed_uploads)
 
-    def _event_time(self, reading: Reading) -> datetime | None:
+    def event_time_of(self, reading: Reading) -> datetime | None:
         """When the reading's data ends (the instant it proves the logger had reached)."""
-        stamp = reading.data_time
+        stamp = self._stamp(reading)
         if stamp is None:
             return None
         label = reading.interval_label or "start"
+        length = self._record_length(reading)
+        return stamp if length is None else record_span(stamp, length, label)[1]
+
+    def _record_length(self, reading: Reading) -> timedelta | None:
+        """The interval an aggregate record covers (None for real-time data and events)."""
         if reading.kind is ReadingKind.MINUTE:
-            return record_span(stamp, self._length(reading), label)[1]
+            return self._length(reading)
         if reading.kind is ReadingKind.HOUR:
-            return record_span(stamp, HOUR, label)[1]
+            return HOUR
         if reading.kind is ReadingKind.DAY:
-            return record_span(stamp, DAY, label)[1]
-        return stamp
+            return DAY
+        return None
+
+    def _stamp(self, reading: Reading) -> datetime | None:
+        """The reading's DataTime, snapped onto its interval grid (`snap_stamp`)."""
+        length = self._record_length(reading)
+        if reading.data_time is None or length is None:
+            return reading.data_time
+        return snap_stamp(reading.data_time, length)
 
     def _length(self, reading: Reading) -> timedelta:
         if reading.interval_s:
@@ -372,14 +387,18 @@ class StackProcessor:
         self,
         reading: Reading,
         limits: LimitsSource,
-        clock: ClockReference = RECEIPT_TIME,
+        clock: ClockReference | None = RECEIPT_TIME,
     ) -> Outputs:
-        """Apply one normalised reading of this stack (`clock`: the platform's reference)."""
+        """Apply one normalised reading of this stack.
+
+        `clock`: the platform's time reference for judging the logger's clock; None = no
+        reference yet (too few peers), so the clock is not judged on this frame.
+        """
         out = Outputs()
         if reading.flue_gas is False or (reading.flue_gas is None and not self.flue_gas):
             return out  # wastewater and other systems are not flue gas
         self._note_cadence(reading)
-        event_time = self._event_time(reading)
+        event_time = self.event_time_of(reading)
         clock_time: datetime | None
         if event_time is not None:
             lead = reading.received_at + self.cfg.clock_lead_tolerance
@@ -394,7 +413,8 @@ class StackProcessor:
                 out,
             )
         if (
-            event_time is not None
+            clock is not None
+            and event_time is not None
             and reading.kind in (ReadingKind.REALTIME, ReadingKind.MINUTE)
             and not reading.resent
         ):
@@ -421,13 +441,24 @@ class StackProcessor:
         """An operator acknowledged an alert of this stack."""
         return self.book.ack(alert_id, by, reason, at)
 
-    def tick(self, now: datetime, limits: LimitsSource) -> Outputs:
-        """Timer: close idle windows, detect offline loggers, clear alerts past hold time."""
+    def tick(
+        self,
+        now: datetime,
+        limits: LimitsSource,
+        input_silent_for: timedelta = timedelta(0),
+    ) -> Outputs:
+        """Timer: close idle windows, detect offline loggers, clear alerts past hold time.
+
+        `input_silent_for`: how long the platform as a whole has received nothing (the end of
+        a replay, an outage upstream of the gateway). Silence that is everyone's is not this
+        logger going offline; it is reported as the pipeline's own health, so offline is
+        judged at the moment the input stopped.
+        """
         out = Outputs()
         clock = self.event_clock(now)
         if clock is None:
             return out
-        out.extend(self._offline_gap(clock))
+        out.extend(self._offline_gap(clock - max(input_silent_for, timedelta(0))))
         out.extend(self._advance(clock, limits))
         out.alerts.extend(self.book.tick(clock))
         self._prune_archive(clock)
@@ -470,6 +501,10 @@ class StackProcessor:
 
     def _on_realtime(self, reading: Reading, out: Outputs) -> None:
         assert reading.data_time is not None
+        if self.last_logger_minute is not None and (
+            reading.data_time - self.last_logger_minute < self.cfg.logger_minutes_horizon
+        ):
+            return  # the logger sends official minutes: no minute is derived from samples
         item: dict[str, Any] = {code: [f.value, f.flag, f.zs] for code, f in reading.values.items()}
         if reading.flow_std_dry_m3_h is not None:
             item["_flow"] = reading.flow_std_dry_m3_h
@@ -480,7 +515,7 @@ class StackProcessor:
             out.late.append(f"realtime {_iso(reading.data_time)}: {result.reason}")
 
     def _on_logger_minute(self, reading: Reading, limits: LimitsSource, out: Outputs) -> None:
-        stamp = reading.data_time
+        stamp = self._stamp(reading)
         assert stamp is not None
         self._check_registry(stamp, out)
         label: IntervalLabel = reading.interval_label or "start"
@@ -536,7 +571,7 @@ class StackProcessor:
 
     def _on_logger_record(self, reading: Reading, limits: LimitsSource, out: Outputs) -> None:
         """A 2061 hour or 2031 day record: kept in its period's window as the logger's value."""
-        stamp = reading.data_time
+        stamp = self._stamp(reading)
         assert stamp is not None
         label: IntervalLabel = reading.interval_label or "start"
         item = LoggerRecordItem(
@@ -1215,7 +1250,7 @@ class StackProcessor:
             value = state.get(attr)
             setattr(proc, attr, _dt(value) if value else None)
         proc.cadence_min = Cadence.from_state(state.get("cadence_min", {}))
-        proc.cadence_rt = Cadence.from_state(state.get("cadence_rt", {}))
+        proc.cadence_rt = Cadence.from_state(state.get("cadence_rt", {}), RTD_RESOLUTION_S)
         proc.declared_min_s = state.get("declared_min_s")
         proc.declared_rt_s = state.get("declared_rt_s")
         proc.flue_gas = bool(state.get("flue_gas", True))

@@ -108,6 +108,11 @@ class QualityConfig(BaseModel):
         ge=timedelta(0),
         description="A logger clock off the platform's time by more than this is skewed.",
     )
+    clock_skew_confirm_frames: int = Field(
+        default=3,
+        ge=1,
+        description="Frames in a row that must show a skewed (or recovered) clock.",
+    )
     clock_skew_spread_factor: float = Field(
         default=5.0,
         ge=0,
@@ -296,7 +301,10 @@ class _RunDetector(BaseModel):
 
 
 class FlatlineDetector(_RunDetector):
-    """恒值: max == min over ``flatline_window`` of a concentration channel; cleared on change."""
+    """恒值: max == min over ``flatline_window`` of a concentration channel; cleared on change.
+
+    A run of zeros is 零值 (`ZeroDetector`), not also 恒值: one cause, one alarm.
+    """
 
     def _rule(self) -> Rule:
         return Rule.FLATLINE
@@ -305,7 +313,11 @@ class FlatlineDetector(_RunDetector):
         return cfg.flatline_window
 
     def _matches(self, value: float) -> bool:
-        return self.run_value is not None and exact(value) == exact(self.run_value)
+        return (
+            value != 0
+            and self.run_value is not None
+            and exact(value) == exact(self.run_value)
+        )
 
 
 class ZeroDetector(_RunDetector):
@@ -401,13 +413,16 @@ class ClockSkewDetector(BaseModel):
     the record's data ends (the sampling instant of 2011, the interval end of 2051) and the
     reference is the platform's consensus offset (`stackwatch.platform_clock`: 0 live, the
     replay's offset when history is replayed). It is skewed beyond
-    `max(clock_skew_tolerance, clock_skew_spread_factor × reference.spread)`. Back-filled
-    re-sends (RF=1) must not be fed here.
+    `max(clock_skew_tolerance, clock_skew_spread_factor × reference.spread)`, confirmed by
+    `clock_skew_confirm_frames` frames in a row; it recovers below 3/4 of that, confirmed the
+    same way, so a clock near the tolerance does not flap. Back-filled re-sends (RF=1) must
+    not be fed here.
     """
 
     stack_id: str
     active: bool = False
     last: AwareDatetime | None = None
+    streak: int = 0
 
     def frame(
         self,
@@ -424,15 +439,20 @@ class ClockSkewDetector(BaseModel):
         self.last = received_at
         deviation = received_at - event_time - reference.offset
         tolerance = max(cfg.clock_skew_tolerance, reference.spread * cfg.clock_skew_spread_factor)
-        skewed = abs(deviation) > tolerance
-        if skewed == self.active:
+        if self.active:
+            changing = abs(deviation) <= tolerance * CLOCK_SKEW_RECOVERY
+        else:
+            changing = abs(deviation) > tolerance
+        self.streak = self.streak + 1 if changing else 0
+        if self.streak < cfg.clock_skew_confirm_frames:
             return []
-        self.active = skewed
+        self.streak = 0
+        self.active = not self.active
         return [
             Condition(
                 stack_id=self.stack_id,
                 rule=Rule.CLOCK_SKEW,
-                active=skewed,
+                active=self.active,
                 at=received_at,
                 value=deviation.total_seconds(),
                 evidence={
@@ -445,6 +465,10 @@ class ClockSkewDetector(BaseModel):
                 },
             )
         ]
+
+
+CLOCK_SKEW_RECOVERY = 0.75
+"""A skewed clock recovers below this share of the tolerance (hysteresis)."""
 
 
 def _mismatch(

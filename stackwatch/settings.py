@@ -79,6 +79,21 @@ class StreamSettings(BaseModel):
         gt=0,
         description="Timer period that closes idle windows and detects offline loggers.",
     )
+    clock_reference: Literal["peers", "receipt"] = Field(
+        default="peers",
+        description="What a logger's clock is judged against: 'peers' = the consensus of the "
+        "other loggers' clocks (right live and in replays of history; needs 5 loggers), "
+        "'receipt' = the platform's own receive time (sites with only a few loggers).",
+    )
+    clock_min_peers: int = Field(
+        default=5, ge=2, description="Loggers needed before 'peers' judges any clock."
+    )
+    idle_flush_s: float | None = Field(
+        default=120.0,
+        gt=0,
+        description="When no reading has arrived for this long (a replay has ended), emit every "
+        "open hour and day once; data arriving later re-emits them. None = never.",
+    )
     processor: ProcessorConfig = ProcessorConfig()
     normalise: NormaliseConfig = NormaliseConfig()
 

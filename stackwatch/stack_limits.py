@@ -40,6 +40,10 @@ class StackLimits(BaseModel):
         return None
 
 
+NO_LIMITS = StackLimits(ref_o2=None)
+"""No limit applies (a stack whose sector is not known): values stay on the measured basis."""
+
+
 def _adapt(rule: LimitRule) -> Limit:
     return Limit(
         limit_mg_m3=rule.limit_mg_m3,
@@ -61,6 +65,10 @@ class LimitResolver:
 
     def for_stack(self, stack: StackInfo, day: date) -> StackLimits:
         """Limits in force for `stack` on `day` (most local jurisdiction wins per factor)."""
+        if stack.auto:
+            # An auto-registered logger's sector and process are placeholders: judging it
+            # against them would raise alarms nobody can stand behind. Data and quality only.
+            return NO_LIMITS
         key = (stack.stack_id, day)
         cached = self._cache.get(key)
         if cached is not None:

@@ -19,18 +19,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from faust.types import TopicT
 from pydantic import ValidationError
 
 from stackwatch.alerts import AlertNotFoundError
 from stackwatch.limits.catalogue import LimitCatalogue
-from stackwatch.models import AckCommand, DeadLetter, RawFrame, Reading, Verdict
+from stackwatch.models import AckCommand, DeadLetter, RawFrame, Reading, ReadingKind, Verdict
 from stackwatch.normalise import NormaliseConfig, Refusal, reading_from_raw
-from stackwatch.processor import Outputs, day_of
+from stackwatch.platform_clock import RECEIPT_TIME, ClockReference, PlatformClock
+from stackwatch.processor import Outputs, StackProcessor, day_of
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.stack_limits import LimitResolver, StackLimits
 from streams.metrics import WorkerMetrics
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[TopicT, bytes, bytes], Awaitable[Awaitable[Any]]]
 """How a record is produced: returns the delivery future (Faust's `topic.send` contract)."""
+
+INPUT_GAP_S = 60.0
+"""Input silence shorter than this is ordinary (a quiet minute), not the platform's input
+stopping; longer silence does not make loggers offline (`StackProcessor.tick`)."""
 
 AUTO_SECTOR = "industrial_furnace"
 AUTO_PROCESS = "other"
@@ -72,6 +77,10 @@ class Pipeline:
         auto_register: bool = False,
         send: Send = faust_send,
         clock: Callable[[], datetime] = wall_clock,
+        idle_flush_s: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock_reference: Literal["peers", "receipt"] = "peers",
+        clock_min_peers: int = 5,
     ) -> None:
         self.topics = topics
         self.states = states
@@ -83,6 +92,12 @@ class Pipeline:
         self.send = send
         self.clock = clock
         self._auto: dict[str, StackInfo] = {}
+        self.platform_clock = PlatformClock(min_stacks=clock_min_peers)
+        self.clock_reference = clock_reference
+        self.idle_flush_s = idle_flush_s
+        self.monotonic = monotonic
+        self._last_input: float | None = None
+        self._flushed = True
         # One record or tick at a time per stack, from domain call to state write: otherwise
         # the timer could persist a state whose record's outputs are still in flight.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -92,9 +107,9 @@ class Pipeline:
     def lookup_stack(self, mn: str) -> StackInfo | None:
         """Registry entry of an MN; with auto-registration an unknown MN becomes a stack.
 
-        Auto-registered stacks (replays of foreign captures) have no sector to judge against,
-        so they get `industrial_furnace/other` (stack_id = MN): data flow and quality rules
-        apply, limits only where the catalogue has a generic furnace row.
+        Auto-registered stacks (replays of foreign captures) have no known sector: they get
+        placeholder `industrial_furnace/other` marked `auto` (stack_id = MN), and data flow
+        and quality rules apply, but no limit is judged against a sector nobody stated.
         """
         stack = self.registry.by_mn(mn)
         if stack is not None or not self.auto_register:
@@ -102,7 +117,9 @@ class Pipeline:
         auto = self._auto.get(mn)
         if auto is None:
             try:
-                auto = StackInfo(stack_id=mn, mn=mn, sector=AUTO_SECTOR, process=AUTO_PROCESS)
+                auto = StackInfo(
+                    stack_id=mn, mn=mn, sector=AUTO_SECTOR, process=AUTO_PROCESS, auto=True
+                )
             except ValidationError:
                 return None  # an MN the registry itself would refuse (e.g. > 24 chars)
             self._auto[mn] = auto
@@ -186,11 +203,21 @@ class Pipeline:
             dead = self._dead("aggregate", "malformed_reading", _text(value), key, error)
             await self._deliver([self._dead_send(dead)])
             return
+        self._last_input = self.monotonic()
+        self._flushed = False
+        if reading.flue_gas is False or (
+            reading.flue_gas is None and not self.states.known(reading.stack_id)
+        ):
+            # Wastewater and other systems: kept as readings by the sinks, never averaged or
+            # judged as flue gas; no stack state is made for them.
+            self.metrics.readings_not_flue_gas.labels(st=reading.st or "").inc()
+            return
         stack = self._stack_for_reading(reading)
         async with self._lock(reading.stack_id):
             proc = self.states.get(reading.stack_id, partition, stack)
             try:
-                out = proc.on_reading(reading, partial(self.limits_for, stack))
+                reference = self._clock_reference(proc, reading)
+                out = proc.on_reading(reading, partial(self.limits_for, stack), reference)
             except Exception as exc:  # a domain bug must cost one record, not the worker
                 self.states.discard(reading.stack_id)
                 log.exception("processing failed", extra={"stack_id": reading.stack_id})
@@ -201,6 +228,16 @@ class Pipeline:
                 return
             await self._commit(reading.stack_id, out, _text(value))
         self.metrics.process_seconds.observe(time.perf_counter() - started)
+
+    def _clock_reference(self, proc: StackProcessor, reading: Reading) -> ClockReference | None:
+        """The platform's clock as this worker's stacks show it (see `platform_clock`)."""
+        if self.clock_reference == "receipt":
+            return RECEIPT_TIME
+        if reading.kind in (ReadingKind.REALTIME, ReadingKind.MINUTE) and not reading.resent:
+            event_time = proc.event_time_of(reading)
+            if event_time is not None:
+                self.platform_clock.observe(reading.stack_id, reading.received_at - event_time)
+        return self.platform_clock.reference()
 
     async def _commit(self, stack_id: str, out: Outputs, payload: str) -> None:
         """Deliver the outputs, then save the state; if interrupted, drop the live object.
@@ -241,12 +278,33 @@ class Pipeline:
             await self._commit(cmd.stack_id, Outputs(alerts=events), _text(value))
 
     async def tick(self, active_partitions: Iterable[int]) -> int:
-        """Timer body: tick every stack this worker owns; returns how many were ticked."""
+        """Timer body: tick every stack this worker owns; returns how many were ticked.
+
+        Once the input has been idle for `idle_flush_s` (a replay has ended), every open hour
+        and day is emitted once (`StackProcessor.flush`) instead of waiting for the midnight
+        that only more data would bring.
+        """
+        flush = self._idle_flush_due()
         ticked = 0
         for stack_id in self.states.owned(active_partitions):
             async with self._lock(stack_id):
-                ticked += await self._tick_one(stack_id)
+                ticked += await self._tick_one(stack_id, flush=flush)
         return ticked
+
+    def _input_silence(self) -> timedelta:
+        """How long no reading at all has arrived (beyond one tick's normal gap)."""
+        if self._last_input is None:
+            return timedelta(0)
+        return timedelta(seconds=max(self.monotonic() - self._last_input - INPUT_GAP_S, 0.0))
+
+    def _idle_flush_due(self) -> bool:
+        if self.idle_flush_s is None or self._flushed or self._last_input is None:
+            return False
+        if self.monotonic() - self._last_input < self.idle_flush_s:
+            return False
+        self._flushed = True
+        log.info("input idle: flushing open hours and days", extra={"idle_s": self.idle_flush_s})
+        return True
 
     def _lock(self, stack_id: str) -> asyncio.Lock:
         lock = self._locks.get(stack_id)
@@ -254,7 +312,7 @@ class Pipeline:
             lock = self._locks[stack_id] = asyncio.Lock()
         return lock
 
-    async def _tick_one(self, stack_id: str) -> int:
+    async def _tick_one(self, stack_id: str, *, flush: bool = False) -> int:
         """Tick one stack (caller holds its lock); 1 if it was ticked."""
         proc = self.states.get(stack_id)
         now = self.states.tick_time(stack_id)
@@ -262,7 +320,9 @@ class Pipeline:
         if now is None or stack is None:
             return 0
         try:
-            out = proc.tick(now, partial(self.limits_for, stack))
+            out = proc.tick(now, partial(self.limits_for, stack), self._input_silence())
+            if flush:
+                out.extend(proc.flush(now, partial(self.limits_for, stack)))
         except Exception:
             self.states.discard(stack_id)
             log.exception("tick failed", extra={"stack_id": stack_id})

@@ -36,6 +36,7 @@ from streams.state import StackStates
 from streams.topics import Topics, define_topics
 
 STATE_TABLE = "stack_state"
+ARCHIVE_TABLE = "window_archive"
 log = logging.getLogger(__name__)
 
 
@@ -82,7 +83,13 @@ def create_app(
         partitions=settings.topics.partitions,
         help="stack_id → StackProcessor state (JSON); changelog-backed.",
     )
-    states = StackStates(table, settings.streams.processor)
+    archive: TableT[str, Any] = app.Table(
+        ARCHIVE_TABLE,
+        default=None,
+        partitions=settings.topics.partitions,
+        help="stack_id|hour|start → finalised window kept for back-fill (补传); changelog-backed.",
+    )
+    states = StackStates(table, settings.streams.processor, archive_table=archive)
     metrics = WorkerMetrics(metrics_registry)
     pipeline = Pipeline(
         topics=topics,
@@ -93,6 +100,9 @@ def create_app(
         metrics=metrics,
         auto_register=settings.gateway.auto_register,
         send=send,
+        idle_flush_s=settings.streams.idle_flush_s,
+        clock_reference=settings.streams.clock_reference,
+        clock_min_peers=settings.streams.clock_min_peers,
     )
 
     async def seek(tp: TP, offset: int) -> None:

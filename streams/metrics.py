@@ -38,6 +38,12 @@ class WorkerMetrics:
             ["stage", "reason"],
             registry=self.registry,
         )
+        self.readings_not_flue_gas = Counter(
+            "stackwatch_readings_not_flue_gas_total",
+            "Readings of other systems (wastewater, …) kept but not averaged, by HJ 212 ST.",
+            ["st"],
+            registry=self.registry,
+        )
         self.gateway_rejected = Counter(
             "stackwatch_raw_rejected_total",
             "Raw records the gateway had refused (dead-lettered there), skipped by decode.",

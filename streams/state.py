@@ -14,6 +14,7 @@ readings arrive on) instead of `table[key] = value`, because the timer writes to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 from faust.types import TableT
 from pydantic import ValidationError
 
-from stackwatch.processor import ProcessorConfig, StackProcessor
+from stackwatch.processor import MemoryArchive, ProcessorConfig, StackProcessor, WindowArchive
 from stackwatch.registry import StackInfo
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,57 @@ def wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
+class TableArchive:
+    """One stack's archived windows in the `window_archive` table (key `stack_id|kind|start`).
+
+    Writes are held until `StackStates.save`, which sends them to the changelog with the
+    stack's state, so a record that fails half-way leaves neither behind (`discard`).
+    """
+
+    def __init__(self, table: TableT[str, Any], stack_id: str) -> None:
+        self.table = table
+        self.stack_id = stack_id
+        self.dirty: dict[str, dict[str, Any] | None] = {}
+
+    def _key(self, key: str) -> str:
+        return f"{self.stack_id}|{key}"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The archived window (a pending write first)."""
+        if key in self.dirty:
+            return self.dirty[key]
+        value = self.table.data.get(self._key(key))
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        """Store an archived window (written with the stack's next save)."""
+        self.dirty[key] = value
+
+    def delete(self, key: str) -> None:
+        """Forget an archived window (a tombstone with the stack's next save)."""
+        self.dirty[key] = None
+
+    def write(self, partition: int) -> list[Awaitable[Any]]:
+        """Apply the pending writes to the store and the changelog; their delivery futures."""
+        futures: list[Awaitable[Any]] = []
+        for key, value in sorted(self.dirty.items()):
+            full = self._key(key)
+            if value is None:
+                self.table.data.pop(full, None)
+            else:
+                self.table.data[full] = value
+            futures.append(self.table.send_changelog(partition, full, value))
+        self.dirty.clear()
+        return futures
+
+
 @dataclass
 class _Live:
     proc: StackProcessor
     stack: StackInfo | None
     partition: int
     touched: datetime  # wall time this worker last applied a record of the stack
+    archive: TableArchive | None = None
 
 
 class StackStates:
@@ -50,10 +96,12 @@ class StackStates:
         table: TableT[str, Any],
         cfg: ProcessorConfig,
         clock: Callable[[], datetime] = wall_clock,
+        archive_table: TableT[str, Any] | None = None,
     ) -> None:
         self.table = table
         self.cfg = cfg
         self.clock = clock
+        self.archive_table = archive_table
         self._live: dict[str, _Live] = {}
 
     def get(
@@ -66,9 +114,14 @@ class StackStates:
         """
         live = self._live.get(stack_id)
         if live is None:
-            proc, stored = self._load(stack_id)
+            archive = (
+                TableArchive(self.archive_table, stack_id)
+                if self.archive_table is not None
+                else None
+            )
+            proc, stored = self._load(stack_id, archive or MemoryArchive())
             known = partition if partition is not None else self.partition_of(stack_id)
-            live = _Live(proc, stored, known if known is not None else 0, self.clock())
+            live = _Live(proc, stored, known if known is not None else 0, self.clock(), archive)
             self._live[stack_id] = live
         if partition is not None:
             live.partition = partition
@@ -81,13 +134,19 @@ class StackStates:
         live = self._live.get(stack_id)
         return live.stack if live is not None else None
 
-    def _load(self, stack_id: str) -> tuple[StackProcessor, StackInfo | None]:
+    def known(self, stack_id: str) -> bool:
+        """Whether this worker holds state for the stack (live or in the table)."""
+        return stack_id in self._live or isinstance(self.table.data.get(stack_id), dict)
+
+    def _load(
+        self, stack_id: str, archive: WindowArchive
+    ) -> tuple[StackProcessor, StackInfo | None]:
         value = self.table.data.get(stack_id)
         if not isinstance(value, dict):
-            return StackProcessor(stack_id, self.cfg), None
+            return StackProcessor(stack_id, self.cfg, archive), None
         try:
             stack = StackInfo.model_validate(value["stack"]) if value.get("stack") else None
-            return StackProcessor.from_state(value["processor"], self.cfg), stack
+            return StackProcessor.from_state(value["processor"], self.cfg, archive), stack
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             # A state written by an incompatible version must not stop the worker; the stack
             # restarts from empty windows (its hour in progress is then reported incomplete).
@@ -95,14 +154,15 @@ class StackStates:
                 "unreadable stack state; starting fresh",
                 extra={"stack_id": stack_id, "error": str(exc)},
             )
-            return StackProcessor(stack_id, self.cfg), None
+            return StackProcessor(stack_id, self.cfg, archive), None
 
     def save(self, stack_id: str) -> Awaitable[Any]:
-        """Write the stack's state to the table (store + changelog, one record).
+        """Write the stack's state to the table (store + changelog, one record), and the
+        archived windows it changed (usually none).
 
-        Returns the changelog delivery future: the agent awaits it before taking the next
-        record, so an input offset is never committed ahead of the state it produced (a
-        restart would otherwise recover a state that lacks records it will not see again).
+        Returns the changelog delivery futures, gathered: the agent awaits them before taking
+        the next record, so an input offset is never committed ahead of the state it produced
+        (a restart would otherwise recover a state that lacks records it will not see again).
         """
         live = self._live[stack_id]
         live.touched = self.clock()
@@ -115,7 +175,9 @@ class StackStates:
         key_partition = getattr(self.table.data, "_key_partition", None)
         if isinstance(key_partition, dict):
             key_partition[stack_id] = live.partition  # memory store: keep rebalance cleanup right
-        return self.table.send_changelog(live.partition, stack_id, state)
+        archived = live.archive.write(live.partition) if live.archive is not None else []
+        sent = self.table.send_changelog(live.partition, stack_id, state)
+        return asyncio.gather(*archived, sent) if archived else sent
 
     def tick_time(self, stack_id: str) -> datetime | None:
         """`now` for `StackProcessor.tick`, in the time domain of the stack's receive times.

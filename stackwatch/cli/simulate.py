@@ -149,16 +149,39 @@ def simulate(
         f"CN {cn}: {n}" for cn, n in sorted(stats.by_cn.items())))
 
 
+def _print_inferred(registry: Any) -> None:
+    """What the capture showed about the loggers (counts per inferred setting)."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    table = Table(title="inferred from the traffic", show_lines=False)
+    for column in ("system (ST)", "MinInterval", "label", "pressure unit", "loggers"):
+        table.add_column(column)
+    rows = Counter(
+        (s.system_type, s.min_interval_min, s.interval_label, s.pressure_unit)
+        for s in registry.stacks
+    )
+    for (st, interval, label, unit), n in sorted(rows.items(), key=lambda kv: -kv[1]):
+        table.add_row(str(st or "?"), f"{interval} min" if interval else "?",
+                      label or "default", unit or "?", str(n))
+    err.print(table)
+
+
 @app.command()
 def replay(
-    file: Annotated[Path, typer.Argument(help="HJ 212 log/capture, or a .csv export.")],
+    files: Annotated[list[Path], typer.Argument(
+        help="HJ 212 log/capture file(s), replayed as one recording in the order given; "
+        "or one .csv export.")],
     speed: Annotated[float, typer.Option(help="Replay speed (× original).")] = 1.0,
     fast: Annotated[bool, typer.Option("--fast", help="As fast as possible.")] = False,
     shift_to: Annotated[str | None, typer.Option(
         help="Move timestamps so the recording starts at NOW or an ISO time.")] = None,
     gateway: Annotated[str | None, typer.Option(help="host:port of the HJ 212 gateway.")] = None,
     write_registry: Annotated[Path | None, typer.Option(
-        help="Write a registry of the recording's MNs (sector/process 'auto').")] = None,
+        help="Write a registry of the recording's MNs with the settings their traffic shows "
+        "(system, intervals, interval label, pressure unit); sector/process are placeholders "
+        "marked auto.")] = None,
     registry: Annotated[Path | None, typer.Option(
         help="Registry for CSV exports that name stacks instead of MNs.")] = None,
     concurrency: Annotated[int, typer.Option(help="Max simultaneous logger connections.")] = 512,
@@ -166,12 +189,12 @@ def replay(
 ) -> None:
     """Replay recorded HJ 212 traffic (or a CSV export) to the gateway, one connection per MN."""
     from simulators.plants import CST
-    from simulators.replay import ReplayError, load_replay, registry_for, replay, statistics_of
+    from simulators.replay import ReplayError, load_replays, registry_for, replay, statistics_of
     from stackwatch.registry import StackRegistry
 
     try:
         reg = StackRegistry.load(registry) if registry is not None else None
-        log = load_replay(file, registry=reg)
+        log = load_replays(files, registry=reg)
         host, port = parse_gateway(gateway)
         if speed <= 0:
             raise ValueError("--speed must be > 0")
@@ -186,14 +209,16 @@ def replay(
     except (ReplayError, ValueError, OSError) as e:
         raise _fail(str(e)) from None
     summary = statistics_of(log)
-    err.print(f"{file}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    err.print(f"{log.source}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
     for problem in log.errors[:10]:
         err.print(f"  [yellow]{problem}[/]")
     if len(log.errors) > 10:
         err.print(f"  ... {len(log.errors) - 10} more problems")
     if write_registry is not None:
-        registry_for(log).dump(write_registry)
-        err.print(f"registry of {len(log.mns)} loggers written to {write_registry}")
+        inferred = registry_for(log)
+        inferred.dump(write_registry)
+        err.print(f"registry of {len(inferred.stacks)} loggers written to {write_registry}")
+        _print_inferred(inferred)
     if dry_run:
         return
 

@@ -125,22 +125,24 @@ def test_migrate_plain_mode_records_versions_and_is_idempotent(
     conn: psycopg.Connection[Any],
 ) -> None:
     first = migrate(conn)
-    # PostgreSQL 18 here has no timescaledb: plain mode, 0001 core + 0003 views (0002 and 0004
-    # exist only for TimescaleDB).
+    # PostgreSQL 18 here has no timescaledb: plain mode, 0001 core + 0003 views + 0005 real
+    # loggers (0002 and 0004 exist only for TimescaleDB).
     assert first.mode is Mode.PLAIN
-    assert first.applied == [1, 3]
+    assert first.applied == [1, 3, 5]
     assert first.timescaledb_version is None
 
     second = migrate(conn)
     assert second.applied == []
-    assert second.already_applied == [1, 3]
+    assert second.already_applied == [1, 3, 5]
 
     rows = conn.execute("SELECT version, name, mode FROM schema_migrations ORDER BY 1").fetchall()
-    assert rows == [(1, "core", "plain"), (3, "compliance", "plain")]
+    assert rows == [
+        (1, "core", "plain"), (3, "compliance", "plain"), (5, "real_loggers", "plain")
+    ]
 
     st = status(conn)
     assert st.mode is Mode.PLAIN
-    assert [a.version for a in st.applied] == [1, 3]
+    assert [a.version for a in st.applied] == [1, 3, 5]
     assert st.pending == []
     assert st.modified == []
 
@@ -151,7 +153,7 @@ def test_status_of_a_fresh_database_lists_everything_pending(
     st = status(conn)
     assert st.mode is None
     assert st.applied == []
-    assert st.pending == [1, 3]
+    assert st.pending == [1, 3, 5]
     assert not st.timescaledb_available
 
 

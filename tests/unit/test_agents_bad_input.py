@@ -89,7 +89,10 @@ def bench(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Bench:
     settings = Settings(
         topics=TopicSettings(partitions=1),
         kafka_bootstrap="127.0.0.1:9",
-        streams=StreamSettings(processor=ProcessorConfig(quality=quality)),
+        # One stack: its clock is judged against receipt time (no peers to judge by).
+        streams=StreamSettings(
+            processor=ProcessorConfig(quality=quality), clock_reference="receipt"
+        ),
     )
     sent = Recorder()
     metrics = CollectorRegistry()
@@ -280,14 +283,17 @@ async def test_values_whose_sum_overflows_do_not_wedge_the_stack(bench: Bench) -
 
 
 async def test_logger_clock_ahead_by_minutes_raises_clock_skew(bench: Bench) -> None:
-    # A minute frame received 1 min after its interval ends is on time; this one is dated
-    # 10 min after receipt: deviation −11 min, beyond the 5 min tolerance → clock_skew. The
-    # data still count.
-    start = T0 + timedelta(minutes=10)
-    skewed = good_minute(start).model_copy(update={"received_at": T0})
-    await decode_then_process(bench, [skewed])
+    # A minute frame received when its interval ends is on time; these three are each dated
+    # 10 min after receipt: deviation −11 min, beyond the 5 min tolerance, three frames in a
+    # row → clock_skew (one frame alone is a glitch, not a wrong clock). The data still count.
+    starts = [T0 + timedelta(minutes=10 + i) for i in range(3)]
+    skewed = [
+        good_minute(s).model_copy(update={"received_at": T0 + timedelta(minutes=i)})
+        for i, s in enumerate(starts)
+    ]
+    await decode_then_process(bench, skewed)
     assert [(a.rule, a.kind) for a in bench.alerts()] == [(Rule.CLOCK_SKEW, EventKind.RAISE)]
-    assert [a.period_start for a in bench.aggregates("minute") if a.factor == SO2] == [start]
+    assert [a.period_start for a in bench.aggregates("minute") if a.factor == SO2] == starts
 
 
 async def test_logger_clock_days_ahead_is_dead_lettered_as_late(bench: Bench) -> None:

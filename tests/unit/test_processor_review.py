@@ -55,8 +55,9 @@ def test_logger_clock_a_year_ahead_does_not_put_a_live_stack_offline() -> None:
 
     The stack uploads a minute every minute from 10:00 to 10:29 (received hh:mm+1). The frame
     received at 10:06 carries DataTime 2027-11-02 10:00 (clock a year ahead): the windows
-    refuse it (> max_clock_skew after arrival) and `clock_skew` is raised, but the logger is
-    alive the whole time, so no `offline` alert may be raised (timeout = 10 × 1 min).
+    refuse it (> max_clock_skew after arrival); one such frame is a glitch, not a wrong clock
+    (clock_skew needs three in a row), and the logger is alive the whole time, so no
+    `offline` alert may be raised (timeout = 10 × 1 min) either.
     """
     proc = StackProcessor("kiln-1")
     events = []
@@ -70,8 +71,7 @@ def test_logger_clock_a_year_ahead_does_not_put_a_live_stack_offline() -> None:
         out = proc.tick(start + timedelta(minutes=1, seconds=30), NO_LIMITS)
         events += out.alerts
     assert [e.rule for e in events if e.rule is Rule.OFFLINE] == []
-    # Skew raised by the 10:06 frame; the 10:07 frame is on time again, so it recovers.
-    assert [e.kind for e in events if e.rule is Rule.CLOCK_SKEW][:1] == [EventKind.RAISE]
+    assert [e.kind for e in events if e.rule is Rule.CLOCK_SKEW] == []
     assert len(late) == 1 and "logger clock ahead" in late[0]
     # The event clock stays on the real timeline: last frame 10:29 + 1 min lag = 10:30,
     # received 10:30, so at wall time 10:31 the clock reads 10:31.

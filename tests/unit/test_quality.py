@@ -28,6 +28,8 @@ T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
 SEC = timedelta(seconds=1)
 CFG = QualityConfig()
+ONE_FRAME = QualityConfig(clock_skew_confirm_frames=1)
+"""Clock-skew decisions on a single frame (the default confirms over three)."""
 
 
 def states(conds: list[Condition]) -> list[tuple[Rule, bool]]:
@@ -135,18 +137,35 @@ def test_over_range_by_flag_t_or_configured_range() -> None:
 def test_clock_skew_tolerance_boundary_and_the_year_2000_logger() -> None:
     det = ClockSkewDetector(stack_id="s")
     # Receipt 5 min after DataTime: |5 min| is not > 5 min.
-    assert det.frame(T0, T0 + 5 * MIN, CFG) == []
-    out = det.frame(T0, T0 + 5 * MIN + SEC, CFG)
+    assert det.frame(T0, T0 + 5 * MIN, ONE_FRAME) == []
+    out = det.frame(T0, T0 + 5 * MIN + SEC, ONE_FRAME)
     assert states(out) == [(Rule.CLOCK_SKEW, True)]
     assert out[0].value == 301.0
     # A minute record is judged by its interval's end: 10:10–10:11 arriving at 10:11 is on time.
-    on_time = det.frame(T0 + 11 * MIN, T0 + 11 * MIN, CFG)
+    on_time = det.frame(T0 + 11 * MIN, T0 + 11 * MIN, ONE_FRAME)
     assert states(on_time) == [(Rule.CLOCK_SKEW, False)]
     # A receipt older than the last one is out of order: ignored.
-    assert det.frame(datetime(2000, 1, 1, tzinfo=UTC), T0 + 2 * MIN, CFG) == []
-    # A logger whose clock reads year 2000 (seen in real 2016 traffic, DOMAIN.md §1.18).
-    y2k = det.frame(datetime(2000, 1, 1, tzinfo=UTC), T0 + 12 * MIN, CFG)
+    assert det.frame(datetime(2000, 1, 1, tzinfo=UTC), T0 + 2 * MIN, ONE_FRAME) == []
+    # A logger whose clock reads year 2000 (seen in real 2016 traffic).
+    y2k = det.frame(datetime(2000, 1, 1, tzinfo=UTC), T0 + 12 * MIN, ONE_FRAME)
     assert states(y2k) == [(Rule.CLOCK_SKEW, True)]
+
+
+def test_clock_skew_is_confirmed_over_frames_and_recovers_with_hysteresis() -> None:
+    # Tolerance 5 min, three frames to confirm. Two frames 6 min off, one on time: nothing.
+    det = ClockSkewDetector(stack_id="s")
+    frames = [(6, False), (6, False), (0, False), (6, False), (6, False), (6, True)]
+    for i, (off, raises) in enumerate(frames):
+        rx = T0 + i * MIN
+        out = det.frame(rx - off * MIN, rx, CFG)
+        assert (states(out) == [(Rule.CLOCK_SKEW, True)]) is raises, i
+    # 4 min off is within 5 min but not below 3/4 × 5 = 3.75 min: still skewed.
+    for i in range(6, 12):
+        rx = T0 + i * MIN
+        assert det.frame(rx - 4 * MIN, rx, CFG) == [], i
+    # 3 min off, three frames in a row: recovered.
+    outs = [det.frame(T0 + i * MIN - 3 * MIN, T0 + i * MIN, CFG) for i in range(12, 15)]
+    assert [states(o) for o in outs] == [[], [], [(Rule.CLOCK_SKEW, False)]]
 
 
 def test_clock_skew_against_the_platform_reference_of_a_replay() -> None:
@@ -156,17 +175,19 @@ def test_clock_skew_against_the_platform_reference_of_a_replay() -> None:
     replay = ClockReference(offset=timedelta(days=3652), spread=timedelta(0), stacks=100)
     received = T0 + timedelta(days=3652, minutes=1)
     right = ClockSkewDetector(stack_id="right")
-    assert right.frame(T0, received, CFG, replay) == []
+    assert right.frame(T0, received, ONE_FRAME, replay) == []
     y2k = ClockSkewDetector(stack_id="y2k")
-    out = y2k.frame(datetime(2000, 2, 2, 5, tzinfo=UTC), received, CFG, replay)
+    out = y2k.frame(datetime(2000, 2, 2, 5, tzinfo=UTC), received, ONE_FRAME, replay)
     assert states(out) == [(Rule.CLOCK_SKEW, True)]
     # Peers scattered by a fast replay (spread 2 h): tolerance 5 × 2 h = 10 h, so a logger
     # 3 h off its peers is not called skewed, one 11 h off is.
     fast = ClockReference(offset=timedelta(days=3652), spread=timedelta(hours=2), stacks=100)
     assert ClockSkewDetector(stack_id="a").frame(
-        T0 - timedelta(hours=3), received, CFG, fast
+        T0 - timedelta(hours=3), received, ONE_FRAME, fast
     ) == []
-    far = ClockSkewDetector(stack_id="b").frame(T0 - timedelta(hours=11), received, CFG, fast)
+    far = ClockSkewDetector(stack_id="b").frame(
+        T0 - timedelta(hours=11), received, ONE_FRAME, fast
+    )
     assert states(far) == [(Rule.CLOCK_SKEW, True)]
     assert far[0].evidence["tolerance_s"] == 10 * 3600.0
 
@@ -213,7 +234,7 @@ def test_stack_quality_state_round_trip_mid_flatline() -> None:
 def test_stack_quality_offline_and_clock_skew_on_frames() -> None:
     sq = StackQuality.create("s", watch_since=T0)
     assert states(sq.check(T0 + MIN, CFG)) == [(Rule.OFFLINE, True)]
-    out = sq.on_frame(T0 + 2 * MIN, CFG, event_time=T0 - timedelta(hours=1))
+    out = sq.on_frame(T0 + 2 * MIN, ONE_FRAME, event_time=T0 - timedelta(hours=1))
     assert states(out) == [(Rule.OFFLINE, False), (Rule.CLOCK_SKEW, True)]
 
 

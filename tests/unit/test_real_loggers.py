@@ -68,9 +68,13 @@ def reading(
 
 
 def minute(stamp: datetime, so2: float, *, o2: float = 10.0, flow: float = 30.0,
-           stack: StackInfo = KILN, lag: timedelta = timedelta(seconds=20)) -> Reading:
-    """A 2051 record (2005 codes: 02 SO2, S01 O2, B02 flow) received `lag` after its stamp."""
+           nox: float | None = None, stack: StackInfo = KILN,
+           lag: timedelta = timedelta(seconds=20)) -> Reading:
+    """A 2051 record (2005 codes: 02 SO2, 03 NOx, S01 O2, B02 flow) received `lag` after its
+    stamp."""
     fields = f"02-Min={so2},02-Avg={so2},02-Max={so2};S01-Avg={o2};B02-Avg={flow}"
+    if nox is not None:
+        fields += f";03-Avg={nox}"
     return reading(frame2005("2051", stamp, fields), stamp + lag, stack)
 
 
@@ -178,12 +182,12 @@ def test_traffic_that_contradicts_the_registered_interval_raises_one_warning() -
 
 
 def test_stopped_stack_gives_stopped_hours_without_zero_or_flatline_alarms() -> None:
-    # O2 20.8 % with flow 0 (停运), SO2 0.0 for two hours of 10-minute data. Running, those
-    # zeros would be 零值 and 恒值 after 60 minutes (checked below); stopped, they are not
-    # alarms, nothing is O2-converted, and the hours are stopped, not missing data.
+    # O2 20.8 % with flow 0 (停运), SO2 0.0 and NOx 3.0 unchanged for two hours of 10-minute
+    # data. Running, they would be 零值 and 恒值 after 60 minutes (checked below); stopped,
+    # they are not alarms, nothing is O2-converted, and the hours are stopped, not missing.
     def two_hours(o2: float, flow: float) -> Outputs:
         proc = StackProcessor("kiln-1")
-        recs = [minute(T0 + 10 * i * MIN, 0.0, o2=o2, flow=flow) for i in range(1, 15)]
+        recs = [minute(T0 + 10 * i * MIN, 0.0, o2=o2, flow=flow, nox=3.0) for i in range(1, 15)]
         return run(proc, recs)
 
     stopped = two_hours(20.8, 0.0)
@@ -194,7 +198,8 @@ def test_stopped_stack_gives_stopped_hours_without_zero_or_flatline_alarms() -> 
     (h10, h11) = hours(stopped)
     assert h10.stopped and h11.stopped and not h10.valid
     running = two_hours(10.0, 30.0)
-    assert {(Rule.ZERO, SO2), (Rule.FLATLINE, SO2)} <= set(raised(running))
+    assert {(Rule.ZERO, SO2), (Rule.FLATLINE, "a21002")} <= set(raised(running))
+    assert (Rule.FLATLINE, SO2) not in raised(running)  # a run of zeros is 零值 only
     assert not any(h.stopped for h in hours(running))
 
 

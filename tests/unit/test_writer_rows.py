@@ -81,6 +81,7 @@ def _reading(**update: Any) -> Reading:
         kind=ReadingKind.REALTIME,
         sector="power",
         process="coal_boiler",
+        st="31",
         data_time=T0,
         received_at=T0 + timedelta(seconds=3),
         values={
@@ -104,6 +105,7 @@ def test_reading_rows_one_long_row_per_factor_sorted() -> None:
         "qn": None,
         "resent": False,
         "received_at": T0 + timedelta(seconds=3),
+        "st": "31",
     }
     assert rows == [
         common
@@ -128,6 +130,13 @@ def test_reading_rows_one_long_row_per_factor_sorted() -> None:
             "flag": "N",
         },
     ]
+
+
+def test_reading_rows_carry_the_resend_mark() -> None:
+    # HJ 212-2025 RF=1 (补传) is stored, so a back-filled value can be told from a live one.
+    assert {as_dict(READING_COLUMNS, r)["resent"] for r in reading_rows(_reading(resent=True))} == {
+        True
+    }
 
 
 def test_event_reading_without_data_time_has_no_row() -> None:
@@ -182,18 +191,22 @@ def test_hour_aggregate_row_carries_the_limit() -> None:
         "ref_o2": 6.0,
         "source": "platform",
         "revision": 2,
+        "stopped": False,
+        "coverage_minutes": None,
         "limit_mg_m3": 35.0,
         "limit_program": None,
+        "logger_mean": None,
     }
 
 
 @pytest.mark.parametrize(
-    ("period", "table"), [("minute", "minute_aggregates"), ("day", "day_aggregates")]
+    ("period", "table", "extra"),
+    [("minute", "minute_aggregates", 0), ("day", "day_aggregates", 1)],
 )
-def test_minute_and_day_rows_have_no_limit_columns(period: str, table: str) -> None:
+def test_minute_and_day_rows_have_no_limit_columns(period: str, table: str, extra: int) -> None:
     got_table, row = aggregate_row(_aggregate(period))
     assert got_table == table
-    assert len(row) == len(AGGREGATE_COLUMNS) == 16
+    assert len(row) == len(AGGREGATE_COLUMNS) + extra == 18 + extra
 
 
 def test_unknown_period_is_a_mapping_error() -> None:
