@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from stackwatch.alerts import EventKind, Rule
+from stackwatch.alerts import Rule
 from stackwatch.averaging import CST
 from stackwatch.compliance import Limit, LimitKind
 from stackwatch.models import AggregateRecord, FactorReading, Reading, ReadingKind
