@@ -207,6 +207,9 @@ class Run:
         env.update({
             "STACKWATCH_TOPICS__PARTITIONS": str(PARTITIONS),
             "STACKWATCH_STREAMS__TICK_INTERVAL_S": "1",
+            # The expected day is exact; the end-of-input flush is a wall-clock event and is
+            # exercised by tests/e2e/test_real_hours.py.
+            "STACKWATCH_STREAMS__IDLE_FLUSH_S": "86400",
             "STACKWATCH_DATA_DIR": str(self.tmp / "data"),
             "STACKWATCH_LOG_LEVEL": "INFO",
             "PYTHONPATH": str(REPO),
