@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -246,6 +247,25 @@ async def wait_port(port: int, child: Child, limit_s: float = 30.0) -> None:
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"{child.name} does not listen on {port}")
+
+
+# --------------------------------------------------------------------------- database
+
+def fresh_database(server_dsn: str) -> str:
+    """A new, empty database on the server of `server_dsn`; its DSN."""
+    name = f"f_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def migrate(dsn: str) -> None:
+    """Apply stackwatch's migrations to `dsn`."""
+    from sinks.db import connect
+    from sinks.schema import migrate as run_migrations
+
+    with connect(dsn) as conn:
+        run_migrations(conn)
 
 
 # --------------------------------------------------------------------------- database view

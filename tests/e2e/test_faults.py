@@ -40,6 +40,8 @@ from tests.e2e.pipeline import (
     Upload,
     counts,
     duplicates_of,
+    fresh_database,
+    migrate,
     scenario,
     settle,
 )
@@ -54,21 +56,6 @@ SHORT = 2 * 60 + 10  # the broker-restart run: hours 00–01 (Tansu on S3 storag
 def hours_closed(minutes: int) -> int:
     """Hour rows once the uploads of `minutes` are in: stacks × 4 factors × complete hours."""
     return len(STACKS) * 4 * (minutes // 60)
-
-
-def fresh_database(server_dsn: str) -> str:
-    name = f"f_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return server_dsn.rsplit("/", 1)[0] + f"/{name}"
-
-
-def migrate(dsn: str) -> None:
-    from sinks.db import connect
-    from sinks.schema import migrate as run_migrations
-
-    with connect(dsn) as conn:
-        run_migrations(conn)
 
 
 @contextlib.asynccontextmanager
