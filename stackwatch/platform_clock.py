@@ -8,9 +8,10 @@ of the loggers themselves: the median, over the most recent frame of each recent
 replay at any speed it is the replay's offset, and only a logger that disagrees with its peers
 (the one that sends the year 2000) stands out.
 
-The tolerance widens with the spread of the peers (a scaled median absolute deviation): in a
-replay sent as fast as possible, loggers are hours apart from each other on the wire, and
-only an error far beyond that spread is a clock error. With fewer than `min_stacks` peers
+The tolerance widens with the spread of the peers (a scaled median absolute deviation), and
+with the speed of the input: when data arrives faster than real time (a replay at 60× or as
+fast as possible), receipt order says little about clocks — loggers are hours apart from each
+other on the wire — and only a gross error (a clock in another year) can be told. With fewer than `min_stacks` peers
 there is no consensus yet and no clock is judged (the first frames of a replay would all look
 years late against receipt time).
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import statistics
 from collections import OrderedDict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,17 +29,23 @@ MAD_TO_SIGMA = 1.4826
 
 
 class ClockReference(BaseModel):
-    """The platform's clock offset and how much the loggers disagree about it."""
+    """The platform's clock offset, how much the loggers disagree about it, and how fast the
+    input runs (event time per receipt time: 1 live, 60 in a 60× replay)."""
 
     model_config = ConfigDict(frozen=True)
 
     offset: timedelta = timedelta(0)
     spread: timedelta = timedelta(0)
     stacks: int = 0
+    speed: float = 1.0
 
 
 RECEIPT_TIME = ClockReference()
 """Receipt time itself as the reference (a platform whose own clock is the truth)."""
+
+
+MIN_SPAN_S = 600.0
+"""A stack's speed is known once its receipts or its event times span ten minutes."""
 
 
 class PlatformClock:
@@ -48,18 +55,33 @@ class PlatformClock:
         self.window = window
         self.min_stacks = min_stacks
         self._offsets: OrderedDict[str, float] = OrderedDict()
+        self._first: dict[str, tuple[float, float]] = {}
+        self._last: dict[str, tuple[float, float]] = {}
 
-    def observe(self, stack_id: str, offset: timedelta) -> None:
-        """The newest offset of one stack (its realtime or minute data, never re-sends)."""
+    def observe(self, stack_id: str, received_at: datetime, event_time: datetime) -> None:
+        """The newest frame of one stack (its realtime or minute data, never re-sends)."""
+        rx, ev = received_at.timestamp(), event_time.timestamp()
         self._offsets.pop(stack_id, None)
-        self._offsets[stack_id] = offset.total_seconds()
+        self._offsets[stack_id] = rx - ev
+        self._first.setdefault(stack_id, (rx, ev))
+        self._last[stack_id] = (rx, ev)
         while len(self._offsets) > self.window:
-            self._offsets.popitem(last=False)
+            old, _ = self._offsets.popitem(last=False)
+            self._first.pop(old, None)
+            self._last.pop(old, None)
+
+    def _speed(self, stack_id: str) -> float | None:
+        (rx0, ev0), (rx1, ev1) = self._first[stack_id], self._last[stack_id]
+        d_rx, d_ev = rx1 - rx0, ev1 - ev0
+        if max(d_rx, d_ev) < MIN_SPAN_S:
+            return None
+        return d_ev / d_rx if d_rx > 0 else float("inf")
 
     def reference(self) -> ClockReference | None:
-        """The consensus offset and spread, or None with too few peers to judge by."""
+        """The consensus offset, spread and speed, or None with too few peers to judge by."""
         values = list(self._offsets.values())
-        if len(values) < self.min_stacks:
+        speeds = [v for s in self._offsets if (v := self._speed(s)) is not None]
+        if len(values) < self.min_stacks or len(speeds) < self.min_stacks:
             return None
         median = statistics.median(values)
         mad = statistics.median(abs(v - median) for v in values)
@@ -67,4 +89,5 @@ class PlatformClock:
             offset=timedelta(seconds=median),
             spread=timedelta(seconds=MAD_TO_SIGMA * mad),
             stacks=len(values),
+            speed=statistics.median(speeds),
         )

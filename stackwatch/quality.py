@@ -113,6 +113,17 @@ class QualityConfig(BaseModel):
         ge=1,
         description="Frames in a row that must show a skewed (or recovered) clock.",
     )
+    clock_skew_fast_input: float = Field(
+        default=1.5,
+        gt=1,
+        description="Input running this many times faster than real time (a replay) …",
+    )
+    clock_skew_fast_tolerance: timedelta = Field(
+        default=timedelta(days=1),
+        ge=timedelta(0),
+        description="… only judges clocks off by more than this (receipt order of an "
+        "accelerated replay says nothing finer).",
+    )
     clock_skew_spread_factor: float = Field(
         default=5.0,
         ge=0,
@@ -413,7 +424,8 @@ class ClockSkewDetector(BaseModel):
     the record's data ends (the sampling instant of 2011, the interval end of 2051) and the
     reference is the platform's consensus offset (`stackwatch.platform_clock`: 0 live, the
     replay's offset when history is replayed). It is skewed beyond
-    `max(clock_skew_tolerance, clock_skew_spread_factor × reference.spread)`, confirmed by
+    `max(clock_skew_tolerance, clock_skew_spread_factor × reference.spread)` — or beyond
+    `clock_skew_fast_tolerance` when the input runs faster than real time — confirmed by
     `clock_skew_confirm_frames` frames in a row; it recovers below 3/4 of that, confirmed the
     same way, so a clock near the tolerance does not flap. Back-filled re-sends (RF=1) must
     not be fed here.
@@ -439,6 +451,8 @@ class ClockSkewDetector(BaseModel):
         self.last = received_at
         deviation = received_at - event_time - reference.offset
         tolerance = max(cfg.clock_skew_tolerance, reference.spread * cfg.clock_skew_spread_factor)
+        if reference.speed > cfg.clock_skew_fast_input:
+            tolerance = max(tolerance, cfg.clock_skew_fast_tolerance)
         if self.active:
             changing = abs(deviation) <= tolerance * CLOCK_SKEW_RECOVERY
         else:

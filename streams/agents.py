@@ -236,7 +236,7 @@ class Pipeline:
         if reading.kind in (ReadingKind.REALTIME, ReadingKind.MINUTE) and not reading.resent:
             event_time = proc.event_time_of(reading)
             if event_time is not None:
-                self.platform_clock.observe(reading.stack_id, reading.received_at - event_time)
+                self.platform_clock.observe(reading.stack_id, reading.received_at, event_time)
         return self.platform_clock.reference()
 
     async def _commit(self, stack_id: str, out: Outputs, payload: str) -> None:

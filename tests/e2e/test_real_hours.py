@@ -36,9 +36,10 @@ class Result:
     def __init__(self, dsn: str, registry: StackRegistry) -> None:
         self.registry = registry
         with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SET TIME ZONE 'Asia/Shanghai'")  # HJ 212 time, UTC+08:00
             self.hours = conn.execute(
-                "SELECT stack_id, factor, period_start, valid, mean, stopped, coverage_minutes "
-                "FROM hour_aggregates"
+                "SELECT stack_id, factor, period_start, valid, mean, stopped, coverage_minutes, "
+                "total_count FROM hour_aggregates"
             ).fetchall()
             self.days = conn.execute(
                 "SELECT stack_id, factor, period_start, valid FROM day_aggregates"
@@ -142,8 +143,7 @@ def test_wastewater_is_kept_but_never_judged_as_flue_gas(result: Result) -> None
 def test_stopped_stacks_are_stopped_without_zero_or_flatline_alarms(result: Result) -> None:
     stopped = {f"auto-{mn}" for mn in oracle.stopped_loggers()}
     hours = [h for h in result.hours if h[0] in stopped]
-    assert hours and any(h[5] for h in hours)
-    assert all(h[5] for h in hours if (h[6] or 0) == 0 and h[3] is False)
+    assert hours and all(h[5] for h in hours if h[7] >= 4)  # ≥ 40 min of records in the hour
     quiet = {"zero", "flatline", "negative", "hour_incomplete"}
     assert not [a for a in result.alerts if a[0] in stopped and a[1] in quiet]
 

@@ -190,6 +190,15 @@ def test_clock_skew_against_the_platform_reference_of_a_replay() -> None:
     )
     assert states(far) == [(Rule.CLOCK_SKEW, True)]
     assert far[0].evidence["tolerance_s"] == 10 * 3600.0
+    # A replay sent 60× faster than real time: only errors beyond a day can be told.
+    sixty = ClockReference(offset=timedelta(days=3652), stacks=100, speed=60.0)
+    assert ClockSkewDetector(stack_id="c").frame(
+        T0 - timedelta(hours=20), received, ONE_FRAME, sixty
+    ) == []
+    y2k_fast = ClockSkewDetector(stack_id="d").frame(
+        datetime(2000, 2, 2, 5, tzinfo=UTC), received, ONE_FRAME, sixty
+    )
+    assert states(y2k_fast) == [(Rule.CLOCK_SKEW, True)]
 
 
 def test_logger_hour_and_zs_mismatch() -> None:

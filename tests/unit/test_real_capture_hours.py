@@ -83,7 +83,7 @@ def run() -> PureRun:
         proc = procs.setdefault(reading.stack_id, StackProcessor(reading.stack_id))
         event_time = proc.event_time_of(reading)
         if event_time is not None and reading.kind.value in ("realtime", "minute"):
-            peers.observe(reading.stack_id, reading.received_at - event_time)
+            peers.observe(reading.stack_id, reading.received_at, event_time)
         result.add(proc.on_reading(reading, limits(stack), peers.reference()))
     assert last_rx is not None
     for stack_id, proc in sorted(procs.items()):
