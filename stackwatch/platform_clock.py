@@ -11,9 +11,9 @@ replay at any speed it is the replay's offset, and only a logger that disagrees 
 The tolerance widens with the spread of the peers (a scaled median absolute deviation), and
 with the speed of the input: when data arrives faster than real time (a replay at 60× or as
 fast as possible), receipt order says little about clocks — loggers are hours apart from each
-other on the wire — and only a gross error (a clock in another year) can be told. With fewer than `min_stacks` peers
-there is no consensus yet and no clock is judged (the first frames of a replay would all look
-years late against receipt time).
+other on the wire — and only a gross error (a clock in another year) can be told. With fewer
+than `min_stacks` peers heard for ten minutes there is no consensus yet and no clock is judged
+(the first frames of a replay would all look years late against receipt time).
 """
 
 from __future__ import annotations
