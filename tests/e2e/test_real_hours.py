@@ -13,6 +13,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -109,6 +110,7 @@ def test_platform_hours_agree_with_the_loggers_own_hours(result: Result) -> None
     }
     got = oracle.agreement(platform, labels, stack_of)
     print(f"agreement through the pipeline: {got.agreeing}/{got.loggers} = {got.share:.1%}")
+    print("alerts by rule:", dict(Counter(rule for _, rule, _ in result.alerts)))
     assert got.loggers >= 100
     assert got.share >= 0.90
 
