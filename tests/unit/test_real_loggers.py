@@ -417,3 +417,36 @@ def test_wastewater_readings_are_not_processed_as_flue_gas() -> None:
     out = run(proc, [water] * 3)
     assert out.aggregates == [] and out.alerts == []
     assert proc.clock_event is None
+
+
+def test_a_realtime_only_logger_every_five_minutes_makes_valid_hours() -> None:
+    # No 2051: minutes are derived from 2011 samples, and with RtdInterval 300 s each sample
+    # stands for 5 minutes (one sample makes the minute; the minute covers 5). Twelve samples
+    # at SO2 10, 20, …, 120 cover the hour: valid, mean 780/12 = 65.0 > 35 → exceedance.
+    stack = KILN.model_copy(update={"rtd_interval_s": 300})
+    proc = StackProcessor("kiln-1")
+    samples = [
+        reading(frame2005("2011", T0 + 5 * i * MIN + timedelta(seconds=10),
+                          f"02-Rtd={10.0 * (i + 1)};S01-Rtd=10"),
+                T0 + 5 * i * MIN + timedelta(seconds=15), stack)
+        for i in range(12)
+    ]
+    out = run(proc, samples)
+    out.extend(proc.tick(T0 + 64 * MIN, LIMITS))
+    (hour,) = hours(out)
+    assert hour.valid and hour.mean == 65.0 and hour.coverage_minutes == 60.0
+    assert hour.source == "platform" and (Rule.HOUR_EXCEEDANCE, SO2) in raised(out)
+
+
+def test_a_logger_that_sends_only_days_has_its_day_stored() -> None:
+    # A 2031 stamped 2016-08-25 00:00 (2005 dialect: the END of the day) is the day 08-24,
+    # SO2 12.5; with no hours to compute it from, it is the day's value (source logger).
+    proc = StackProcessor("kiln-1")
+    day_end = datetime(2016, 8, 25, tzinfo=CST)
+    record = reading(frame2005("2031", day_end, "02-Avg=12.5;S01-Avg=10"), day_end + 5 * MIN)
+    out = run(proc, [record])
+    out.extend(proc.tick(day_end + 20 * MIN, LIMITS))
+    (day,) = [a for a in out.aggregates if a.period == "day" and a.factor == SO2]
+    assert (day.period_start, day.source, day.valid, day.mean) == (
+        datetime(2016, 8, 24, tzinfo=CST), "logger", True, 12.5
+    )
