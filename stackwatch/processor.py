@@ -38,14 +38,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from stackwatch.alerts import (
     AlertBook,
     AlertEvent,
-    AlertPolicy,
     Condition,
     Rule,
     hour_conditions,
@@ -53,27 +50,30 @@ from stackwatch.alerts import (
 )
 from stackwatch.averaging import (
     CST,
-    DEFAULT_RULES,
-    Aggregate,
-    AveragingRules,
     Period,
     Sample,
     aggregate,
-    emission_hour,
 )
 from stackwatch.compliance import Evidence, HourValue, RollingMean, judge_hour
 from stackwatch.intervals import (
     Cadence,
     IntervalLabel,
-    covered_minutes,
     placement,
     record_span,
     snap_minutes,
     snap_stamp,
 )
 from stackwatch.models import AggregateRecord, FactorReading, Reading, ReadingKind
-from stackwatch.normalise import POLLUTANTS
+from stackwatch.period_means import (
+    STOP_FLAG,
+    FactorPeriod,
+    aggregate_record,
+    day_from_hours,
+    from_logger_record,
+    hour_from_minutes,
+)
 from stackwatch.platform_clock import RECEIPT_TIME, ClockReference
+from stackwatch.processor_config import Outputs, ProcessorConfig, StreamQualityConfig
 from stackwatch.quality import (
     DEFAULT_CONCENTRATION_FACTORS,
     QualityConfig,
@@ -82,6 +82,7 @@ from stackwatch.quality import (
     zs_mismatch,
 )
 from stackwatch.stack_limits import StackLimits
+from stackwatch.window_archive import MemoryArchive, WindowArchive, archived, reopened
 from stackwatch.window_items import (
     LOGGER_RECORD_KEY,
     FactorValue,
@@ -89,7 +90,6 @@ from stackwatch.window_items import (
     HourItem,
     LoggerRecordItem,
     MinuteItem,
-    Source,
     is_logger_record,
 )
 from stackwatch.windows import AddResult, AddStatus, ClosedWindow, EventTimeWindows, WindowItem
@@ -104,156 +104,6 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 RTD_RESOLUTION_S = 10
 """Real-time DataTimes jitter by seconds: their gaps are compared to the nearest 10 s."""
-STOP_FLAG = "F"
-"""Flag a stopped stack's values carry in the averages (HJ 212-2017 Table 8: F 停运)."""
-
-
-class StreamQualityConfig(QualityConfig):
-    """Detector thresholds as the stream worker applies them.
-
-    Offline after `offline_timeout` (10 minutes) without any frame, or after
-    `offline_missed_uploads` of the logger's own upload interval if that is longer: a logger
-    that uploads every 10 minutes is not offline between its uploads (docs/loggers.md).
-    Defaults live on the class so a partial override from the environment keeps them.
-    """
-
-    upload_interval: timedelta = Field(
-        default=timedelta(minutes=1), gt=timedelta(0), description="Slowest expected upload."
-    )
-    offline_missed_intervals: int = Field(
-        default=10, ge=1, description="Offline after this many intervals with no frame."
-    )
-    offline_missed_uploads: int = Field(
-        default=3,
-        ge=1,
-        description="…or after this many of the logger's own upload intervals, if longer.",
-    )
-
-
-class ProcessorConfig(BaseModel):
-    """Windowing and rule configuration (documented defaults; see the README)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    minute_grace: timedelta = Field(
-        default=timedelta(seconds=90),
-        description="Wait after a minute ends before deriving it from real-time samples.",
-    )
-    hour_grace: timedelta = Field(
-        default=timedelta(minutes=3),
-        description="The last minute record of an hour arrives just after it; wait this long.",
-    )
-    hour_lateness: timedelta = Field(
-        default=timedelta(minutes=30),
-        description="Late minutes up to this after the close re-open the hour in memory.",
-    )
-    day_grace: timedelta = Field(
-        default=timedelta(minutes=15), description="Wait after midnight (+08:00) to close a day."
-    )
-    day_lateness: timedelta = Field(
-        default=timedelta(hours=2), description="Late hours up to this re-open the day in memory."
-    )
-    backfill_horizon: timedelta = Field(
-        default=timedelta(hours=48),
-        description="Back-filled (补传) minute and hour data up to this long after its period "
-        "ended recompute and re-judge the period as a new revision; older data is reported.",
-    )
-    max_clock_skew: timedelta | None = Field(
-        default=timedelta(days=1),
-        description="Readings dated further ahead of receipt are refused by the windows.",
-    )
-    clock_lead_tolerance: timedelta = Field(
-        default=timedelta(minutes=5),
-        ge=timedelta(0),
-        description="A frame dated ahead of its receipt moves the stack's clock at most this "
-        "far ahead of the receipt time.",
-    )
-    default_min_interval: timedelta = Field(
-        default=timedelta(minutes=1),
-        gt=timedelta(0),
-        description="Minute-data interval assumed until the registry or the traffic says.",
-    )
-    default_rtd_interval: timedelta = Field(
-        default=timedelta(seconds=30),
-        gt=timedelta(0),
-        description="Real-time interval assumed until the registry or the traffic says.",
-    )
-    realtime_min_samples: int = Field(
-        default=2,
-        ge=1,
-        description="Real-time samples for a platform-derived minute (loggers without 2051), "
-        "or every sample the minute can hold when the logger sends fewer.",
-    )
-    logger_minutes_horizon: timedelta = Field(
-        default=timedelta(hours=2),
-        description="After a logger minute (2051), derived minutes are ignored this long.",
-    )
-    provisional_min_minutes: int = Field(
-        default=45,
-        ge=1,
-        description="Valid minutes covered before the rolling 60-min mean may alarm.",
-    )
-    mismatch_window: int = Field(
-        default=4, ge=1, description="Logger-vs-platform hours looked at for a mismatch alert."
-    )
-    mismatch_min_hours: int = Field(
-        default=3,
-        ge=1,
-        description="Disagreeing hours among them that raise logger_hour_mismatch.",
-    )
-    averaging: AveragingRules = DEFAULT_RULES
-    quality: StreamQualityConfig = StreamQualityConfig()
-    alerts: AlertPolicy = AlertPolicy()
-
-
-class Outputs(BaseModel):
-    """What one call produced: aggregates for the minute/hour/day topics and alert events."""
-
-    aggregates: list[AggregateRecord] = Field(default_factory=list)
-    alerts: list[AlertEvent] = Field(default_factory=list)
-    late: list[str] = Field(default_factory=list, description="Too-late items, with reasons.")
-
-    def extend(self, other: Outputs) -> None:
-        """Append another call's outputs."""
-        self.aggregates.extend(other.aggregates)
-        self.alerts.extend(other.alerts)
-        self.late.extend(other.late)
-
-
-class WindowArchive(Protocol):
-    """Where finalised hour and day windows wait for back-filled data (per stack).
-
-    Kept out of the processor's own state: that is written on every record, while an archived
-    window is written once when it is finalised and again only when back-fill touches it.
-    """
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The archived window, if any."""
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        """Store (or replace) an archived window."""
-
-    def delete(self, key: str) -> None:
-        """Forget an archived window."""
-
-
-class MemoryArchive:
-    """A `WindowArchive` in a dict (tests, and processors without a durable store)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, Any]] = {}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The archived window, if any."""
-        return self.data.get(key)
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        """Store (or replace) an archived window."""
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        """Forget an archived window."""
-        self.data.pop(key, None)
 
 
 def _iso(ts: datetime) -> str:
@@ -661,21 +511,30 @@ class StackProcessor:
     def _add_hour_item(
         self, at: datetime, key: str, item: dict[str, Any], limits: LimitsSource, out: Outputs
     ) -> AddResult:
-        result = self.hours.add(at, item, key=key, arrival=self.clock_arrival)
-        if result.status is AddStatus.TOO_LATE and result.window_start is not None:
-            self._backfill("hour", result.window_start, key, at, item, limits, out)
-        elif not result.accepted:
-            out.late.append(f"hour item {key}: {result.reason or result.status.value}")
-        return result
+        return self._add_item("hour", at, key, item, limits, out)
 
     def _add_day_item(
         self, at: datetime, key: str, item: dict[str, Any], limits: LimitsSource, out: Outputs
-    ) -> None:
-        result = self.days.add(at, item, key=key, arrival=self.clock_arrival)
+    ) -> AddResult:
+        return self._add_item("day", at, key, item, limits, out)
+
+    def _add_item(
+        self,
+        kind: str,
+        at: datetime,
+        key: str,
+        item: dict[str, Any],
+        limits: LimitsSource,
+        out: Outputs,
+    ) -> AddResult:
+        """Put an item in its hour or day window; a finalised one goes to back-fill."""
+        windows = self.hours if kind == "hour" else self.days
+        result = windows.add(at, item, key=key, arrival=self.clock_arrival)
         if result.status is AddStatus.TOO_LATE and result.window_start is not None:
-            self._backfill("day", result.window_start, key, at, item, limits, out)
+            self._backfill(kind, result.window_start, key, at, item, limits, out)
         elif not result.accepted:
-            out.late.append(f"day item {key}: {result.reason or result.status.value}")
+            out.late.append(f"{kind} item {key}: {result.reason or result.status.value}")
+        return result
 
     def _backfill(
         self,
@@ -702,10 +561,9 @@ class StackProcessor:
         if key in items and items[key][1] == item:
             return  # the same record again: nothing new
         items[key] = [_iso(at), item]
-        revision = int(entry["emissions"])
-        self.archive.put(akey, {"emissions": revision + 1, "items": items})
+        closed = reopened(start, end, {"emissions": entry["emissions"], "items": items})
+        self.archive.put(akey, {"emissions": closed.revision + 1, "items": items})
         self.archived[akey] = _iso(end + self.cfg.backfill_horizon)
-        closed = _closed(start, end, revision, items)
         if kind == "hour":
             self._close_hour(closed, _limits_on(limits, start), out, late=True)
         else:
@@ -715,8 +573,7 @@ class StackProcessor:
         for kind, windows in (("hour", self.hours), ("day", self.days)):
             for closed in windows.dropped:
                 akey = f"{kind}|{_iso(closed.start)}"
-                items = {i.key: [_iso(i.event_time), i.item] for i in closed.items}
-                self.archive.put(akey, {"emissions": closed.revision, "items": items})
+                self.archive.put(akey, archived(closed))
                 self.archived[akey] = _iso(closed.end + self.cfg.backfill_horizon)
             windows.dropped.clear()
 
@@ -783,9 +640,13 @@ class StackProcessor:
             zs = zs_agg.mean if zs_agg.valid else None
             flag = agg.flag if agg.valid else (agg.dominant_invalid_flag or agg.flag)
             factors[code] = (value, flag, zs)
-            record = self._record(agg, code, zs, limits, "platform", 0)
+            record = aggregate_record(
+                self.stack_id, code, FactorPeriod(agg, zs), limits, "platform", 0
+            )
             out.aggregates.append(
-                record.model_copy(update={"period_end": closed.start + length})
+                record.model_copy(
+                    update={"period_end": closed.start + length, "coverage_minutes": None}
+                )
             )
         item = MinuteItem(
             source="platform",
@@ -807,197 +668,44 @@ class StackProcessor:
         late: bool = False,
         provisional: bool = False,
     ) -> None:
+        """Emit, judge and pass on to its day one closed hour (`provisional`: not ended yet,
+        so not judged; `late`: a back-filled hour, judged as such)."""
         content = _hour_content(closed.items)
-        key = _iso(closed.start)
-        if not content.minutes:
-            if content.logger is not None:
-                self._logger_hour(closed, content.logger, limits, out, late, provisional)
+        rules = self.cfg.averaging
+        if content.minutes:
+            default_s = int(self.min_interval().total_seconds())
+            means = hour_from_minutes(closed, content.minutes, rules, default_s)
+        elif content.logger is not None:
+            means = from_logger_record(closed, content.logger, Period.HOUR, rules)
+        else:
             return
-        rules = self.cfg.averaging
-        default_s = int(self.min_interval().total_seconds())
-        spans = [m.span(default_s) for m in content.minutes]
-        stopped_cov = covered_minutes(
-            (s for s, m in zip(spans, content.minutes, strict=True) if m.stopped),
-            closed.start,
-            closed.end,
-        )
-        stopped_hour = stopped_cov > 60 - rules.min_minutes_per_hour
-        codes = sorted({code for m in content.minutes for code in m.factors})
-        aggs: dict[str, Aggregate] = {}
-        zs_means: dict[str, float | None] = {}
-        for code in codes:
-            aggs[code], zs_means[code] = self._hour_of(code, closed, content, spans)
-        flow_agg = self._flow_hour(closed, content, spans)
         logger = content.logger.values() if content.logger else {}
-        computed: dict[str, float] = {}
-        for code in codes:
-            agg = aggs[code]
-            mass = None
-            if flow_agg is not None and code in POLLUTANTS:
-                em = emission_hour(agg, flow_agg)
-                mass = em.kg if em.valid else None
-            record = self._record(agg, code, zs_means[code], limits, "platform", closed.revision,
-                                  mass)
-            out.aggregates.append(
-                record.model_copy(
-                    update={
-                        "logger_mean": logger.get(code),
-                        "stopped": stopped_hour,
-                        "coverage_minutes": agg.coverage_minutes,
-                    }
-                )
-            )
-            if agg.valid and agg.mean is not None:
-                computed[code] = agg.mean
-            if not provisional:
-                self._judge_hour(
-                    agg, code, zs_means[code], aggs.get(O2), limits, out,
-                    stopped=stopped_hour, late=late,
-                )
-            hour_item = HourItem(
-                value=agg.mean if agg.valid else None,
-                flag=agg.flag if agg.valid else (agg.dominant_invalid_flag or agg.flag),
-                valid=agg.valid,
-                zs=zs_means[code],
-                kg=mass,
-                source="platform",
-                stopped=stopped_hour,
-            )
-            self._add_day_item(
-                closed.start, f"{key}|{code}", hour_item.to_json(), limits, out
-            )
-        if logger and not provisional:
-            self._compare_logger_hour(closed.start, logger, computed, out, late=late)
-
-    def _hour_of(
-        self,
-        code: str,
-        closed: ClosedWindow,
-        content: HourContent,
-        spans: list[tuple[datetime, datetime]],
-    ) -> tuple[Aggregate, float | None]:
-        """One factor's hourly mean (and its mean at the reference O2), coverage-based."""
-        rules = self.cfg.averaging
-        valid_flags = rules.flags.valid_flags
-        samples: list[Sample] = []
-        zs_samples: list[Sample] = []
-        valid_spans: list[tuple[datetime, datetime]] = []
-        zs_spans: list[tuple[datetime, datetime]] = []
-        for minute, span in zip(content.minutes, spans, strict=True):
-            if code not in minute.factors:
-                continue
-            value, flag, zs = minute.factors[code]
-            flag = STOP_FLAG if minute.stopped else flag
-            samples.append(Sample(ts=minute.placement, value=value, flag=flag))
-            zs_samples.append(Sample(ts=minute.placement, value=zs, flag=flag))
-            if flag in valid_flags:
-                if value is not None:
-                    valid_spans.append(span)
-                if zs is not None:
-                    zs_spans.append(span)
-        coverage = covered_minutes(valid_spans, closed.start, closed.end)
-        agg = aggregate(samples, closed.start, Period.HOUR, rules, coverage=coverage)
-        zs_cov = covered_minutes(zs_spans, closed.start, closed.end)
-        zs_agg = aggregate(zs_samples, closed.start, Period.HOUR, rules, coverage=zs_cov)
-        return agg, zs_agg.mean if zs_agg.valid else None
-
-    def _flow_hour(
-        self,
-        closed: ClosedWindow,
-        content: HourContent,
-        spans: list[tuple[datetime, datetime]],
-    ) -> Aggregate | None:
-        """Hourly standard dry flow; it carries a00000's flag, so a faulty flow meter (D, M,
-        …) yields no hourly flow and no mass (eq. 33)."""
-        valid_flags = self.cfg.averaging.flags.valid_flags
-        flows: list[Sample] = []
-        flow_spans: list[tuple[datetime, datetime]] = []
-        for minute, span in zip(content.minutes, spans, strict=True):
-            if minute.flow is None:
-                continue
-            flag = minute.factors.get(FLOW, (None, "N", None))[1]
-            flag = STOP_FLAG if minute.stopped else flag
-            flows.append(Sample(ts=minute.placement, value=minute.flow, flag=flag))
-            if flag in valid_flags:
-                flow_spans.append(span)
-        if not flows:
-            return None
-        coverage = covered_minutes(flow_spans, closed.start, closed.end)
-        return aggregate(flows, closed.start, Period.HOUR, self.cfg.averaging, coverage=coverage)
-
-    def _logger_hour(
-        self,
-        closed: ClosedWindow,
-        record: LoggerRecordItem,
-        limits: StackLimits,
-        out: Outputs,
-        late: bool,
-        provisional: bool,
-    ) -> None:
-        """No minute data for the hour: the logger's own 2061 is the hour (source logger)."""
         key = _iso(closed.start)
-        aggs: dict[str, Aggregate] = {}
-        for code, (value, flag, _) in record.factors.items():
-            aggs[code] = self._logger_aggregate(closed, value, flag, record.stopped, Period.HOUR)
-        for code, (_, _, zs) in sorted(record.factors.items()):
-            agg = aggs[code]
-            zs_mean = zs if agg.valid else None
+        o2 = means.factors.get(O2)
+        for code, factor in means.factors.items():
             out.aggregates.append(
-                self._record(agg, code, zs_mean, limits, "logger", closed.revision).model_copy(
-                    update={"logger_mean": agg.mean, "stopped": record.stopped}
+                aggregate_record(
+                    self.stack_id, code, factor, limits, means.source, closed.revision,
+                    stopped=means.stopped, logger_mean=logger.get(code),
                 )
             )
             if not provisional:
-                self._judge_hour(agg, code, zs_mean, aggs.get(O2), limits, out,
-                                 stopped=record.stopped, late=late)
-            hour_item = HourItem(
-                value=agg.mean if agg.valid else None,
-                flag=agg.flag,
-                valid=agg.valid,
-                zs=zs_mean,
-                source="logger",
-                stopped=record.stopped,
-            )
-            self._add_day_item(
-                closed.start, f"{key}|{code}", hour_item.to_json(), limits, out
-            )
-
-    def _logger_aggregate(
-        self, closed: ClosedWindow, value: float | None, flag: str, stopped: bool, period: Period
-    ) -> Aggregate:
-        """A period whose only constituent is the logger's own record for it."""
-        valid_flags = self.cfg.averaging.flags.valid_flags
-        valid = value is not None and flag in valid_flags and not stopped
-        reason = None
-        if stopped:
-            reason = "stack stopped (停运)"
-        elif not valid:
-            reason = "the logger's record has no value" if value is None else (
-                f"the logger's record is flagged {flag}"
-            )
-        return Aggregate(
-            period=period,
-            start=closed.start,
-            end=closed.end,
-            valid=valid,
-            flag=flag,
-            mean=value,
-            min=value,
-            max=value,
-            count_total=1,
-            count_valid=1 if valid else 0,
-            count_normal=1 if flag in self.cfg.averaging.flags.normal_flags else 0,
-            required_valid=1,
-            dominant_invalid_flag=None if valid else flag,
-            reason=reason,
-        )
+                self._judge_hour(factor, code, o2, limits, out, stopped=means.stopped, late=late)
+            item = factor.as_hour_item(means.source, means.stopped)
+            self._add_day_item(closed.start, f"{key}|{code}", item.to_json(), limits, out)
+        if content.minutes and logger and not provisional:
+            computed = {
+                code: f.agg.mean
+                for code, f in means.factors.items()
+                if f.agg.valid and f.agg.mean is not None
+            }
+            self._compare_logger_hour(closed.start, logger, computed, out, late=late)
 
     def _judge_hour(
         self,
-        agg: Aggregate,
+        factor: FactorPeriod,
         code: str,
-        zs_mean: float | None,
-        o2_agg: Aggregate | None,
+        o2: FactorPeriod | None,
         limits: StackLimits,
         out: Outputs,
         *,
@@ -1007,6 +715,8 @@ class StackProcessor:
         factor_limits = limits.by_factor.get(code)
         if not factor_limits:
             return
+        agg, zs_mean = factor.agg, factor.zs_mean
+        o2_agg = o2.agg if o2 is not None else None
         flag = agg.flag if agg.valid else (agg.dominant_invalid_flag or agg.flag)
         coverage = agg.coverage_minutes if agg.coverage_minutes is not None else (
             60.0 if agg.valid else 0.0
@@ -1043,92 +753,22 @@ class StackProcessor:
                 continue
             code = entry.key.partition("|")[2]
             hours.setdefault(code, []).append((entry, HourItem.from_json(entry.item)))
-        if not hours:
-            if logger is not None:
-                self._logger_day(closed, logger, limits, out)
-            return
         rules = self.cfg.averaging
-        allowed_stopped = 24 - rules.min_hours_per_day
+        if hours:
+            days = list(day_from_hours(closed, hours, rules).values())
+        elif logger is not None:
+            days = [from_logger_record(closed, logger, Period.DAY, rules)]
+        else:
+            return
         logger_values = logger.values() if logger else {}
-        for code in sorted(hours):
-            samples = [
-                Sample(ts=e.event_time, value=h.value, flag=h.flag, valid=h.valid)
-                for e, h in hours[code]
-            ]
-            zs_samples = [
-                Sample(ts=e.event_time, value=h.zs, flag=h.flag, valid=h.valid and h.zs is not None)
-                for e, h in hours[code]
-            ]
-            agg = aggregate(samples, closed.start, Period.DAY, rules)
-            zs_agg = aggregate(zs_samples, closed.start, Period.DAY, rules)
-            kg = [h.kg for _, h in hours[code] if h.valid and h.kg is not None]
-            sources = {h.source for _, h in hours[code]}
-            stopped_hours = sum(1 for _, h in hours[code] if h.stopped)
-            record = self._record(
-                agg,
-                code,
-                zs_agg.mean if zs_agg.valid else None,
-                limits,
-                "logger" if sources == {"logger"} else "platform",
-                closed.revision,
-                sum(kg) if kg else None,
-            )
-            out.aggregates.append(
-                record.model_copy(
-                    update={
-                        "logger_mean": logger_values.get(code),
-                        "stopped": stopped_hours > allowed_stopped,
-                    }
+        for means in days:
+            for code, factor in means.factors.items():
+                out.aggregates.append(
+                    aggregate_record(
+                        self.stack_id, code, factor, limits, means.source, closed.revision,
+                        stopped=means.stopped, logger_mean=logger_values.get(code),
+                    )
                 )
-            )
-
-    def _logger_day(
-        self, closed: ClosedWindow, record: LoggerRecordItem, limits: StackLimits, out: Outputs
-    ) -> None:
-        """No hours for the day: the logger's own 2031 is the day (source logger)."""
-        for code, (value, flag, zs) in sorted(record.factors.items()):
-            agg = self._logger_aggregate(closed, value, flag, record.stopped, Period.DAY)
-            out.aggregates.append(
-                self._record(agg, code, zs if agg.valid else None, limits, "logger",
-                             closed.revision).model_copy(
-                    update={"logger_mean": value, "stopped": record.stopped}
-                )
-            )
-
-    def _record(
-        self,
-        agg: Aggregate,
-        code: str,
-        zs_mean: float | None,
-        limits: StackLimits,
-        source: Source,
-        revision: int,
-        mass: float | None = None,
-    ) -> AggregateRecord:
-        limit = limits.ultra_low(code)
-        return AggregateRecord(
-            stack_id=self.stack_id,
-            factor=code,
-            period=agg.period.value,
-            period_start=agg.start,
-            period_end=agg.end,
-            mean=agg.mean,
-            zs_mean=zs_mean,
-            min=agg.min,
-            max=agg.max,
-            valid=agg.valid,
-            flag=agg.flag,
-            valid_count=agg.count_valid,
-            total_count=agg.count_total,
-            invalid_reason=agg.reason,
-            dominant_invalid_flag=agg.dominant_invalid_flag,
-            mass_kg=mass,
-            ref_o2=limits.ref_o2 if zs_mean is not None else None,
-            limit_mg_m3=limit.limit_mg_m3 if limit is not None else None,
-            limit_program=limit.program if limit is not None else None,
-            source=source,
-            revision=revision,
-        )
 
     def _compare_logger_hour(
         self,
@@ -1274,15 +914,6 @@ def _hour_content(items: tuple[WindowItem, ...]) -> HourContent:
     return content
 
 
-def _closed(start: datetime, end: datetime, revision: int, items: dict[str, list[Any]]
-            ) -> ClosedWindow:
-    entries = sorted(
-        (WindowItem(key=k, event_time=_dt(v[0]), item=v[1]) for k, v in items.items()),
-        key=lambda i: (i.event_time, i.key),
-    )
-    return ClosedWindow(start=start, end=end, revision=revision, final=True, items=tuple(entries))
-
-
 def _limits_on(source: LimitsSource, ts: datetime) -> StackLimits:
     return source if isinstance(source, StackLimits) else source(day_of(ts))
 
@@ -1299,6 +930,7 @@ __all__ = [
     "ProcessorConfig",
     "Rule",
     "StackProcessor",
+    "StreamQualityConfig",
     "WindowArchive",
     "day_of",
 ]
