@@ -47,6 +47,7 @@ class WorkerApp:
     app: faust.App
     topics: Topics
     table: TableT[str, Any]
+    archive: TableT[str, Any]
     states: StackStates
     pipeline: Pipeline
     metrics: WorkerMetrics
@@ -174,6 +175,7 @@ def create_app(
         app=app,
         topics=topics,
         table=table,
+        archive=archive,
         states=states,
         pipeline=pipeline,
         metrics=metrics,

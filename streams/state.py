@@ -68,12 +68,17 @@ class TableArchive:
     def write(self, partition: int) -> list[Awaitable[Any]]:
         """Apply the pending writes to the store and the changelog; their delivery futures."""
         futures: list[Awaitable[Any]] = []
+        key_partition = getattr(self.table.data, "_key_partition", None)
         for key, value in sorted(self.dirty.items()):
             full = self._key(key)
             if value is None:
                 self.table.data.pop(full, None)
+                if isinstance(key_partition, dict):
+                    key_partition.pop(full, None)
             else:
                 self.table.data[full] = value
+                if isinstance(key_partition, dict):
+                    key_partition[full] = partition  # memory store: rebalance cleanup
             futures.append(self.table.send_changelog(partition, full, value))
         self.dirty.clear()
         return futures

@@ -64,6 +64,14 @@ def worker(recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -
         return done
 
     monkeypatch.setattr(wa.table, "send_changelog", send_changelog)
+    archived: list[tuple[str, Any]] = []
+
+    def send_archive(partition: int | None, key: Any, value: Any, *a: Any, **kw: Any) -> Any:
+        archived.append((key, value))
+        return send_changelog(partition, key, value)
+
+    monkeypatch.setattr(wa.archive, "send_changelog", send_archive)
+    wa.archive.sent = archived  # type: ignore[attr-defined]
     return wa
 
 
@@ -189,6 +197,67 @@ async def test_malformed_reading_is_a_dead_letter_not_a_crash(
     dead = recorder.on(worker.topics.deadletter.get_topic_name())
     assert [DeadLetter.model_validate_json(v).reason for _, v in dead] == ["malformed_reading"]
     assert len(recorder.on(worker.topics.minute.get_topic_name())) == 2  # the next one works
+
+
+async def test_wastewater_readings_make_no_stack_state(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    # ST 32 (wastewater): the sinks store the reading; the processor never sees it.
+    water = reading(T0, 5.0).model_copy(update={"st": "32", "flue_gas": False})
+    async with worker.process.test_context() as agent:
+        for _ in range(3):
+            await agent.put(water.model_dump_json().encode(), key=b"kiln-1")
+    assert not worker.states.known("kiln-1")
+    assert recorder.on(worker.topics.minute.get_topic_name()) == []
+    assert worker.metrics.readings_not_flue_gas.labels(st="32")._value.get() == 3
+
+
+async def test_idle_input_flushes_the_open_hour_once(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    # Minutes 10:00–10:59 (SO2 21), then the input stops. The hour would close 3 idle minutes
+    # later; once the whole input has been idle for idle_flush_s (60 s here) it is emitted at
+    # the next tick, and only once.
+    monotonic = [1000.0]
+    worker.pipeline.monotonic = lambda: monotonic[0]
+    worker.pipeline.idle_flush_s = 60.0
+    async with worker.process.test_context() as agent:
+        for i in range(60):
+            await agent.put(reading(T0 + timedelta(minutes=i), 21.0).model_dump_json().encode(),
+                            key=b"kiln-1")
+    await worker.pipeline.tick([0])
+    assert recorder.on(worker.topics.hour.get_topic_name()) == []
+    monotonic[0] += 61.0
+    await worker.pipeline.tick([0])
+    hours = [AggregateRecord.model_validate_json(v)
+             for _, v in recorder.on(worker.topics.hour.get_topic_name())]
+    assert [(h.factor, h.mean, h.revision) for h in hours if h.factor == SO2] == [(SO2, 21.0, 0)]
+    days = recorder.on(worker.topics.day.get_topic_name())
+    assert days  # the day in progress, emitted provisionally
+    await worker.pipeline.tick([0])
+    assert len(recorder.on(worker.topics.hour.get_topic_name())) == len(hours)
+
+
+async def test_a_finalised_hour_is_archived_and_a_late_minute_revises_it(
+    worker: WorkerApp, recorder: Recorder
+) -> None:
+    # Hour 10:00 with 40 minutes (invalid), then the stack runs on to 11:40: the hour is
+    # final at 11:00 + 3 min grace + 30 min lateness and goes to the window_archive table. A
+    # minute of 10:45 re-sent at 11:41 recomputes it from the archive: revision 1, 41 minutes.
+    async with worker.process.test_context() as agent:
+        for i in [*range(40), *range(60, 100)]:
+            await agent.put(reading(T0 + timedelta(minutes=i), 20.0).model_dump_json().encode(),
+                            key=b"kiln-1")
+        sent = worker.archive.sent  # type: ignore[attr-defined]
+        assert [k for k, _ in sent] == ["kiln-1|hour|2026-11-02T10:00:00+08:00"]
+        late = reading(T0 + timedelta(minutes=45), 20.0).model_copy(
+            update={"received_at": T0 + timedelta(minutes=101)}
+        )
+        await agent.put(late.model_dump_json().encode(), key=b"kiln-1")
+    hours = [AggregateRecord.model_validate_json(v)
+             for _, v in recorder.on(worker.topics.hour.get_topic_name())]
+    ten = [(h.revision, h.valid_count) for h in hours if h.factor == SO2 and h.period_start == T0]
+    assert ten == [(0, 40), (1, 41)]
 
 
 async def test_tick_uses_idle_wall_time_not_the_recorded_receive_time(
