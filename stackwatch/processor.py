@@ -136,6 +136,8 @@ class StackProcessor:
         self.last_logger_minute: datetime | None = None
         self.clock_event: datetime | None = None
         self.clock_arrival: datetime | None = None
+        self.pending_jump: datetime | None = None
+        self.pending_from_start = False
         self.cadence_min = Cadence()
         self.cadence_rt = Cadence(resolution_s=RTD_RESOLUTION_S)
         self.declared_min_s: int | None = None
@@ -200,6 +202,30 @@ class StackProcessor:
             return q.offline_timeout
         return max(q.offline_timeout, min(known) * q.offline_missed_uploads)
 
+    def _bounded(self, event_time: datetime, received_at: datetime, now: datetime | None
+                 ) -> tuple[datetime, bool]:
+        """Where a frame may move the stack's clock.
+
+        At most `clock_lead_tolerance` beyond where the clock stands (the receipt time, or the
+        stack's own clock when a replay runs ahead of receipt): one future-dated frame cannot
+        close hours early. A jump further ahead is held back until the next frame confirms
+        the new timeline (a logger back from an outage in an accelerated replay); a frame
+        back on the old timeline shows it was a glitch. Returns the clock time and whether it
+        confirms a jump held back since the stack's first frame (a clock running ahead of
+        receipt, not a silence).
+        """
+        base = received_at if now is None else max(received_at, now)
+        limit = base + self.cfg.clock_lead_tolerance
+        if event_time <= limit:
+            self.pending_jump = None
+            return event_time, False
+        if self.pending_jump is not None and event_time >= self.pending_jump:
+            self.pending_jump = None
+            return event_time, self.pending_from_start
+        self.pending_jump = event_time
+        self.pending_from_start = now is None
+        return limit, False
+
     def event_time_of(self, reading: Reading) -> datetime | None:
         """When the reading's data ends (the instant it proves the logger had reached)."""
         stamp = self._stamp(reading)
@@ -249,14 +275,19 @@ class StackProcessor:
             return out  # wastewater and other systems are not flue gas
         self._note_cadence(reading)
         event_time = self.event_time_of(reading)
+        now = self.event_clock(reading.received_at)
         clock_time: datetime | None
         if event_time is not None:
-            lead = reading.received_at + self.cfg.clock_lead_tolerance
-            clock_time = min(event_time, lead)
+            # A confirmed jump from the first frames corrects a clock that started at the
+            # receipt time: the logger was heard all along, its clock just runs ahead.
+            clock_time, corrected = self._bounded(event_time, reading.received_at, now)
         else:
-            clock_time = self.event_clock(reading.received_at)
+            clock_time, corrected = now, False
         if clock_time is not None:
-            out.extend(self._offline_gap(clock_time))
+            if corrected:
+                self.quality.offline.last_frame_at = None
+            else:
+                out.extend(self._offline_gap(clock_time))
             self._note_frame(clock_time, reading.received_at)
             self._observe_all(
                 self.quality.offline.frame(clock_time, self.cfg.quality, self.offline_timeout()),
@@ -860,6 +891,8 @@ class StackProcessor:
             else None,
             "clock_event": _iso(self.clock_event) if self.clock_event else None,
             "clock_arrival": self.clock_arrival.isoformat() if self.clock_arrival else None,
+            "pending_jump": _iso(self.pending_jump) if self.pending_jump else None,
+            "pending_from_start": self.pending_from_start,
             "cadence_min": self.cadence_min.to_state(),
             "cadence_rt": self.cadence_rt.to_state(),
             "declared_min_s": self.declared_min_s,
@@ -886,7 +919,7 @@ class StackProcessor:
         proc.quality = StackQuality.from_state(state["quality"])
         proc.book = AlertBook.from_state(state["book"], proc.cfg.alerts)
         proc.rolling = {k: RollingMean.from_state(v) for k, v in state["rolling"].items()}
-        for attr in ("last_logger_minute", "clock_event", "clock_arrival"):
+        for attr in ("last_logger_minute", "clock_event", "clock_arrival", "pending_jump"):
             value = state.get(attr)
             setattr(proc, attr, _dt(value) if value else None)
         proc.cadence_min = Cadence.from_state(state.get("cadence_min", {}))
@@ -895,6 +928,7 @@ class StackProcessor:
         proc.declared_rt_s = state.get("declared_rt_s")
         proc.flue_gas = bool(state.get("flue_gas", True))
         proc.registry_conflict = bool(state.get("registry_conflict", False))
+        proc.pending_from_start = bool(state.get("pending_from_start", False))
         proc.mismatch = dict(state.get("mismatch", {}))
         proc.archived = dict(state.get("archived", {}))
         return proc

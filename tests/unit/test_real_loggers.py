@@ -450,3 +450,34 @@ def test_a_logger_that_sends_only_days_has_its_day_stored() -> None:
     assert (day.period_start, day.source, day.valid, day.mean) == (
         datetime(2016, 8, 24, tzinfo=CST), "logger", True, 12.5
     )
+
+
+def test_an_accelerated_replay_follows_a_logger_back_from_an_outage() -> None:
+    # Replayed fast (one frame a second on the wire): 10:00–10:50 (start-labelled, 10 min),
+    # then the logger was silent for 70 minutes and resumes at 12:00. The jump to 12:10 is
+    # held back (it could be one glitching frame); 12:10 confirms it. The silence is real in
+    # the logger's own time: offline is raised (at the clock it had, + 30 min) and cleared.
+    stack = KILN.model_copy(update={"interval_label": "start", "min_interval_min": 10})
+    proc = StackProcessor("kiln-1")
+    stamps = [T0 + 10 * i * MIN for i in range(6)] + [T0 + 120 * MIN, T0 + 130 * MIN]
+    recs = [minute(t, 20.0, stack=stack, lag=(t - T0) / 600 + timedelta(seconds=1))
+            for t in stamps]
+    out = run(proc, recs)
+    (hour,) = hours(out)
+    assert hour.period_start == T0 and hour.valid and hour.coverage_minutes == 60.0
+    assert proc.clock_event == T0 + 140 * MIN  # on the logger's new timeline
+    offline = events(out, Rule.OFFLINE)
+    assert [e.kind for e in offline] == [EventKind.RAISE, EventKind.CLEAR]
+
+
+def test_a_clock_that_runs_ahead_from_the_start_is_followed_without_an_offline_alarm() -> None:
+    # Live: the logger's clock is 90 minutes fast from its first frame. The first frame is
+    # held at receipt + 5 min, the second confirms the logger's timeline; it was heard all
+    # along, so nothing is offline.
+    ahead = timedelta(minutes=90)
+    proc = StackProcessor("kiln-1")
+    recs = [minute(T0 + 10 * i * MIN + ahead, 20.0, lag=-ahead + timedelta(seconds=20))
+            for i in range(1, 8)]
+    out = run(proc, recs)
+    assert events(out, Rule.OFFLINE) == []
+    assert proc.clock_event == T0 + 70 * MIN + ahead
