@@ -79,6 +79,7 @@ class Rule(StrEnum):
     LOGGER_HOUR_MISMATCH = "logger_hour_mismatch"
     ZS_MISMATCH = "zs_mismatch"
     REGISTRY_MISMATCH = "registry_mismatch"
+    ENCRYPTION = "encryption"
 
 
 #: Bilingual titles (中文, English) in the vocabulary of provincial platforms (DOMAIN.md §3.3).
@@ -99,6 +100,7 @@ RULE_TITLES: dict[Rule, tuple[str, str]] = {
     Rule.LOGGER_HOUR_MISMATCH: ("数采仪小时值与计算值不符", "logger hour value mismatch"),
     Rule.ZS_MISMATCH: ("折算值不符", "converted (Zs) value mismatch"),
     Rule.REGISTRY_MISMATCH: ("数采仪参数与登记不符", "logger settings differ from the registry"),
+    Rule.ENCRYPTION: ("数据加密异常", "data encryption problem"),
 }
 
 #: Default severity of each rule when the condition does not carry one (proposal, configurable).
@@ -116,6 +118,7 @@ DEFAULT_SEVERITIES: dict[Rule, Severity] = {
     Rule.LOGGER_HOUR_MISMATCH: Severity.WARNING,
     Rule.ZS_MISMATCH: Severity.WARNING,
     Rule.REGISTRY_MISMATCH: Severity.WARNING,
+    Rule.ENCRYPTION: Severity.ALARM,
 }
 
 #: Hold times differing from the policy default (1 h, i.e. one further hourly observation).
@@ -130,6 +133,7 @@ DEFAULT_HOLD_OVERRIDES: dict[Rule, timedelta] = {
     Rule.OVER_RANGE: timedelta(0),
     Rule.CLOCK_SKEW: timedelta(0),
     Rule.REGISTRY_MISMATCH: timedelta(0),
+    Rule.ENCRYPTION: timedelta(0),
 }
 
 #: Rules whose worst value is the lowest one (peak = minimum).

@@ -40,6 +40,11 @@ class RawFrame(BaseModel):
     verdict: Verdict
     reasons: list[str] = Field(default_factory=list, description="Why it was rejected/warned.")
     gateway: str = Field(default="gateway", description="Which gateway instance received it.")
+    decrypted: str | None = Field(
+        default=None,
+        description="The plaintext frame of an SM4-encrypted upload (HJ 212-2025), as the "
+        "gateway decrypted it; `text` stays the frame as received.",
+    )
 
 
 class DeadLetter(BaseModel):
@@ -136,6 +141,12 @@ class Reading(BaseModel):
         "logger's system is not registered (they only show the logger is alive).",
     )
     resent: bool = Field(default=False, description="HJ 212-2025 RF=1: a re-sent record (补传).")
+    encrypted: bool = Field(default=False, description="The frame's data area was SM4-encrypted.")
+    security: str | None = Field(
+        default=None,
+        description="Why the gateway refused this logger's frame on encryption grounds "
+        "(not_encrypted, no_key, wrong_key, bad_ciphertext): an event, with no values.",
+    )
     interval_label: IntervalLabel | None = Field(
         default=None,
         description="Whether DataTime names the start or the end of the record's interval "

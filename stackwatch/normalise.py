@@ -171,7 +171,7 @@ def reading_from_raw(
     if raw.verdict is not Verdict.ACCEPTED:
         reason = raw.reasons[0].partition(":")[0] if raw.reasons else "rejected"
         return Refusal(reason=reason, detail="; ".join(raw.reasons) or "rejected", mn=raw.mn)
-    frame = decode_frame(raw.text)
+    frame = decode_frame(raw.decrypted or raw.text)
     if not frame.ok:
         reason = frame.error_codes[0] if frame.errors else "invalid_frame"
         return Refusal(reason=reason, detail="; ".join(frame.errors), mn=frame.mn)
@@ -181,6 +181,39 @@ def reading_from_raw(
     if stack is None:
         return Refusal(reason="unknown_mn", detail=f"MN {frame.mn} is not registered", mn=frame.mn)
     return normalise(frame, stack, raw, ref_o2_for, cfg or NormaliseConfig())
+
+
+SECURITY_REASONS = frozenset({"not_encrypted", "no_key", "wrong_key", "bad_ciphertext"})
+"""Gateway refusals on encryption grounds: the stack is alerted (HJ 212-2025)."""
+
+
+def security_event(
+    raw: RawFrame, lookup_stack: Callable[[str], StackInfo | None], cfg: NormaliseConfig
+) -> Reading | None:
+    """The event a refused frame raises when it was refused on encryption grounds and its
+    logger is registered (a clear upload where encryption is required, a frame no key
+    opens); None otherwise."""
+    reason = next((r for r in raw.reasons if r in SECURITY_REASONS), None)
+    if raw.verdict is Verdict.ACCEPTED or reason is None or raw.mn is None:
+        return None
+    stack = lookup_stack(raw.mn)
+    if stack is None:
+        return None
+    frame = decode_frame(raw.text)
+    return Reading(
+        stack_id=stack.stack_id,
+        mn=raw.mn,
+        st=frame.st,
+        cn=frame.cn or raw.cn or "0000",
+        kind=ReadingKind.EVENT,
+        sector=stack.sector,
+        process=stack.process,
+        data_time=None,
+        received_at=raw.received_at,
+        peer=raw.peer,
+        flue_gas=_flue_gas(frame, stack, cfg),
+        security=reason,
+    )
 
 
 def normalise(
@@ -205,6 +238,7 @@ def normalise(
         "peer": raw.peer,
         "flue_gas": _flue_gas(frame, stack, cfg),
         "resent": frame.resend,
+        "encrypted": raw.decrypted is not None,
     }
     if kind is ReadingKind.EVENT:
         return Reading(data_time=frame.data_time, cp=dict(frame.cp), **common)

@@ -144,6 +144,7 @@ class StackProcessor:
         self.declared_rt_s: int | None = None
         self.flue_gas = False
         self.registry_conflict = False
+        self.encryption_problem = False
         self.mismatch: dict[str, bool] = {}
         self.archived: dict[str, str] = {}
         self._quality_cfgs: dict[int, QualityConfig] = {}
@@ -303,8 +304,9 @@ class StackProcessor:
                 self.quality.clock.frame(event_time, reading.received_at, self.cfg.quality, clock),
                 out,
             )
-        if reading.flue_gas is None:
-            return out  # an interaction frame only shows the logger is alive
+        self._check_encryption(reading, clock_time or reading.received_at, out)
+        if reading.flue_gas is None or reading.security is not None:
+            return out  # an interaction frame or a refusal only shows the logger is alive
         self.flue_gas = True
         if reading.kind is ReadingKind.REALTIME:
             self._on_realtime(reading, out)
@@ -364,6 +366,31 @@ class StackProcessor:
         for closed in self.days.flush():
             self._close_day(closed, _limits_on(limits, closed.start), out)
         return out
+
+    def _check_encryption(self, reading: Reading, at: datetime, out: Outputs) -> None:
+        """数据加密异常 while the gateway refuses the logger's frames on encryption grounds
+        (HJ 212-2025); an accepted upload ends it."""
+        problem = reading.security is not None
+        if problem == self.encryption_problem:
+            return
+        if not problem and reading.kind is ReadingKind.EVENT:
+            return  # a heartbeat proves nothing about its data uploads
+        self.encryption_problem = problem
+        self._observe(
+            Condition(
+                stack_id=self.stack_id,
+                rule=Rule.ENCRYPTION,
+                active=problem,
+                at=at,
+                evidence={
+                    "reason": reading.security,
+                    "cn": reading.cn,
+                    "peer": reading.peer,
+                    "encrypted": reading.encrypted,
+                },
+            ),
+            out,
+        )
 
     def _note_cadence(self, reading: Reading) -> None:
         """Registered and observed intervals, before anything is judged on them."""
@@ -899,6 +926,7 @@ class StackProcessor:
             "declared_rt_s": self.declared_rt_s,
             "flue_gas": self.flue_gas,
             "registry_conflict": self.registry_conflict,
+            "encryption_problem": self.encryption_problem,
             # Copies: the snapshot is stored as is and must not change with later processing.
             "mismatch": dict(self.mismatch),
             "archived": dict(self.archived),
@@ -928,6 +956,7 @@ class StackProcessor:
         proc.declared_rt_s = state.get("declared_rt_s")
         proc.flue_gas = bool(state.get("flue_gas", True))
         proc.registry_conflict = bool(state.get("registry_conflict", False))
+        proc.encryption_problem = bool(state.get("encryption_problem", False))
         proc.pending_from_start = bool(state.get("pending_from_start", False))
         proc.mismatch = dict(state.get("mismatch", {}))
         proc.archived = dict(state.get("archived", {}))

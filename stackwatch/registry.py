@@ -29,11 +29,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
+from stackwatch.hj212.encryption import parse_key
 from stackwatch.intervals import MIN_INTERVALS, IntervalLabel, PressureUnit
 
 SECTOR_PROCESSES: dict[str, tuple[str, ...]] = {
@@ -68,6 +79,34 @@ def hash_password(password: str) -> str:
 def _utf8(text: str) -> bytes:
     # surrogatepass: a decoded frame may carry lone surrogates; they must not raise either.
     return text.encode("utf-8", errors="surrogatepass")
+
+
+EncryptionPolicy = Literal["required", "optional", "off"]
+"""HJ 212-2025 CP encryption: required (clear data commands are refused), optional (both are
+accepted), off (the logger has no key; encrypted frames cannot be read)."""
+
+
+class Sm4Key(BaseModel):
+    """One SM4 key of a logger (HJ 212-2025), accepted until `valid_until` (None = no end).
+
+    During a rotation the old key stays listed with a `valid_until` and the new one is added:
+    both open frames until then. Keys are secrets: never logged, stored or sent anywhere.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    key: SecretStr = Field(description="32 hex digits (16 bytes).")
+    valid_until: AwareDatetime | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _hex(cls, value: SecretStr) -> SecretStr:
+        parse_key(value.get_secret_value())
+        return value
+
+    def usable_at(self, when: datetime) -> bool:
+        """Whether the key is still accepted at `when`."""
+        return self.valid_until is None or when <= self.valid_until
 
 
 class StackInfo(BaseModel):
@@ -125,6 +164,15 @@ class StackInfo(BaseModel):
     limit_overrides: dict[str, float] = Field(
         default_factory=dict, description="Per-stack limit overrides, factor code → mg/m³."
     )
+    encryption: EncryptionPolicy = Field(
+        default="optional",
+        description="HJ 212-2025 SM4 encryption of data commands: required, optional or off.",
+    )
+    sm4_keys: list[Sm4Key] = Field(
+        default_factory=list,
+        description="The logger's SM4 keys (current first; an old one with valid_until while a "
+        "rotation lasts).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> StackInfo:
@@ -140,6 +188,10 @@ class StackInfo(BaseModel):
         if self.password is not None and self.password_sha256 is not None:
             raise ValueError("give either password or password_sha256, not both")
         return self
+
+    def keys_at(self, when: datetime) -> list[bytes]:
+        """The SM4 keys that open this logger's frames at `when`, current first."""
+        return [parse_key(k.key.get_secret_value()) for k in self.sm4_keys if k.usable_at(when)]
 
     def password_matches(self, pw: str | None) -> bool:
         """Constant-time PW check; a stack without a password accepts any PW.
@@ -203,7 +255,16 @@ class StackRegistry(BaseModel):
         """Write the registry as YAML (clear passwords are written as hashes)."""
         rows = []
         for stack in self.stacks:
-            row = stack.model_dump(mode="json", exclude_none=True, exclude={"password"})
+            row = stack.model_dump(
+                mode="json", exclude_none=True, exclude={"password", "sm4_keys"}
+            )
+            if stack.sm4_keys:
+                # The operator's registry holds the keys (the gateway needs them in clear).
+                row["sm4_keys"] = [
+                    {"key": k.key.get_secret_value()}
+                    | ({"valid_until": k.valid_until.isoformat()} if k.valid_until else {})
+                    for k in stack.sm4_keys
+                ]
             if stack.password is not None:
                 row["password_sha256"] = hash_password(stack.password.get_secret_value())
             rows.append(row)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from stackwatch.alerts import AlertNotFoundError
 from stackwatch.limits.catalogue import LimitCatalogue
 from stackwatch.models import AckCommand, DeadLetter, RawFrame, Reading, ReadingKind, Verdict
-from stackwatch.normalise import NormaliseConfig, Refusal, reading_from_raw
+from stackwatch.normalise import NormaliseConfig, Refusal, reading_from_raw, security_event
 from stackwatch.platform_clock import RECEIPT_TIME, ClockReference, PlatformClock
 from stackwatch.processor import Outputs, StackProcessor, day_of
 from stackwatch.registry import StackInfo, StackRegistry
@@ -165,7 +165,8 @@ class Pipeline:
             # count every bad frame twice.
             reason = raw.reasons[0].partition(":")[0] if raw.reasons else "rejected"
             self.metrics.gateway_rejected.labels(reason=reason).inc()
-            return None
+            # A refusal on encryption grounds still reaches the stack: it raises the alert.
+            return security_event(raw, self.lookup_stack, self.normalise_cfg)
         try:
             result = reading_from_raw(raw, self.lookup_stack, self.ref_o2_for, self.normalise_cfg)
         except Exception as exc:  # the domain must not stop the worker on one bad frame

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +68,10 @@ REASON_FRAMER_ERROR = "framer_error"
 REASON_AT_DISCONNECT = "at_disconnect"
 #: Warning (not a rejection) on frames accepted only because `auto_register` is on.
 WARN_UNREGISTERED = "unregistered_mn"
+#: HJ 212-2025: a data command sent in clear by a logger whose policy requires encryption.
+REASON_NOT_ENCRYPTED = "not_encrypted"
+REASON_ENCRYPTED = "encrypted"
+_MN_IN_HEADER = re.compile(rb"(?:^|;)MN=([^;]{1,24});")
 
 
 # --- the codec interface the gateway relies on (stackwatch.hj212 provides it) -------------
@@ -152,6 +157,8 @@ class Judgement:
     ack: str | None = None
     detail: str | None = None
     """Human explanation from the framer (e.g. "received 1C08, computed 1C80")."""
+    decrypted: str | None = None
+    """The plaintext frame of an SM4-encrypted upload (HJ 212-2025)."""
 
     @property
     def reason(self) -> str | None:
@@ -192,6 +199,21 @@ def split_oversized(result: FrameResultLike) -> list[FrameResultLike]:
     ]
 
 
+def _open_encrypted(
+    result: FrameResultLike, registry: StackRegistry, now: datetime | None
+) -> tuple[FrameResultLike, str | None]:
+    """Decrypt an HJ 212-2025 frame with its logger's keys: the plaintext framing result and
+    text, or a rejected unit saying why (no_key, wrong_key, bad_ciphertext) and None."""
+    m = _MN_IN_HEADER.search(result.raw.split(b"CP=&&", 1)[0])
+    stack = registry.by_mn(m.group(1).decode("ascii", "replace")) if m else None
+    keys = [] if stack is None else stack.keys_at(now or _utc_now())
+    try:
+        opened = hj212.decrypt_record(result.raw, keys)
+    except hj212.DecryptionError as exc:
+        return _Piece(result.raw, False, exc.code, exc.detail), None
+    return hj212.judge_record(opened.record), frame_text(opened.record)
+
+
 def judge_frame(
     result: FrameResultLike,
     *,
@@ -199,15 +221,22 @@ def judge_frame(
     registry: StackRegistry,
     auto_register: bool,
     at_disconnect: bool = False,
+    now: datetime | None = None,
 ) -> Judgement:
     """Decide accept/reject for one framed result; never raises.
 
-    Order: framing → CRC (App. A: "if the CRC is wrong, execution ends") → length → MN present
-    → MN registered (or `auto_register`) → PW matches. Only an accepted frame that sets
-    Flag.A gets a 9014 answer.
+    Order: framing (an HJ 212-2025 frame with an SM4-encrypted data area is first decrypted
+    with its logger's keys) → CRC (App. A: "if the CRC is wrong, execution ends") → length →
+    MN present → MN registered (or `auto_register`) → PW matches → encryption policy. Only an
+    accepted frame that sets Flag.A gets a 9014 answer.
     """
     reasons: list[str] = []
     text = frame_text(result.raw)
+    decrypted: str | None = None
+    if not result.ok and result.reason == REASON_ENCRYPTED:
+        result, decrypted = _open_encrypted(result, registry, now)
+        if decrypted is None:
+            reasons.append(REASON_ENCRYPTED)
     detail = None if result.ok else getattr(result, "detail", None)
     if isinstance(result, _Piece) and result.split:
         reasons.append(REASON_SPLIT)
@@ -239,6 +268,12 @@ def judge_frame(
                 reasons.append(WARN_UNREGISTERED if auto_register else REASON_UNKNOWN_MN)
             elif not stack.password_matches(decoded.pw):
                 reasons.append(REASON_BAD_PASSWORD)
+            elif (
+                decrypted is None
+                and stack.encryption == "required"
+                and hj212.cn_requires_encryption(cn)
+            ):
+                reasons.append(REASON_NOT_ENCRYPTED)
     rejected = integrity_failed or any(r != WARN_UNREGISTERED for r in reasons)
     unique = tuple(dict.fromkeys(reasons))
     if rejected:
@@ -251,7 +286,9 @@ def judge_frame(
             log.error("building the 9014 answer raised", extra={"mn": mn, "error": repr(exc)})
     if ack is not None and not ack.endswith("\r\n"):
         ack += "\r\n"
-    return Judgement(Verdict.ACCEPTED, unique, text, mn=mn, cn=cn, qn=qn, ack=ack)
+    return Judgement(
+        Verdict.ACCEPTED, unique, text, mn=mn, cn=cn, qn=qn, ack=ack, decrypted=decrypted
+    )
 
 
 def build_records(
@@ -267,6 +304,7 @@ def build_records(
         verdict=judgement.verdict,
         reasons=list(judgement.reasons),
         gateway=gateway,
+        decrypted=judgement.decrypted,
     )
     if judgement.verdict is Verdict.ACCEPTED:
         return raw, None
@@ -436,6 +474,7 @@ class _Connection:
                 registry=gw.registry,
                 auto_register=gw.settings.auto_register,
                 at_disconnect=at_disconnect,
+                now=gw.clock(),
             )
         except Exception as exc:
             # judge_frame guards the codec itself; this is the second line of defence (e.g. a

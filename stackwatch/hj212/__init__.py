@@ -13,6 +13,7 @@ from stackwatch.hj212.builder import (
     build_data_ack,
     build_frames,
     encode_segment,
+    encrypted_frame,
     flag_value,
     format_number,
     frame_segment,
@@ -28,6 +29,14 @@ from stackwatch.hj212.codes import (
 )
 from stackwatch.hj212.crc import crc16, crc16_bitwise, crc16_hex, crc16_table
 from stackwatch.hj212.decoder import decode_frame, reassemble
+from stackwatch.hj212.encryption import (
+    DecryptionError,
+    cn_requires_encryption,
+    decrypt_record,
+    encrypt_segment,
+    is_encrypted,
+    parse_key,
+)
 from stackwatch.hj212.framing import MAX_SEGMENT, Framer, judge_record, split_frames
 from stackwatch.hj212.model import CST, REASONS, DecodedFrame, FrameResult, issue_code
 from stackwatch.hj212.segment import MAX_CP, parse_datatime
@@ -41,27 +50,34 @@ __all__ = [
     "MAX_SEGMENT",
     "REASONS",
     "DecodedFrame",
+    "DecryptionError",
     "FactorInfo",
     "FrameResult",
     "FrameSpec",
     "Framer",
     "build_data_ack",
     "build_frames",
+    "cn_requires_encryption",
     "crc16",
     "crc16_bitwise",
     "crc16_hex",
     "crc16_table",
     "decode_frame",
+    "decrypt_record",
     "encode_segment",
+    "encrypt_segment",
+    "encrypted_frame",
     "factor_info",
     "flag_value",
     "format_number",
     "frame_segment",
+    "is_encrypted",
     "issue_code",
     "judge_record",
     "make_qn",
     "normalise_code",
     "parse_datatime",
+    "parse_key",
     "reassemble",
     "split_frames",
 ]

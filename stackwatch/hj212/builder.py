@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from stackwatch.hj212.crc import crc16_hex
+from stackwatch.hj212.encryption import encrypt_segment
 from stackwatch.hj212.framing import MAX_SEGMENT
 from stackwatch.hj212.model import CST, DecodedFrame
 from stackwatch.hj212.segment import MAX_CP
@@ -26,6 +27,7 @@ __all__ = [
     "build_data_ack",
     "build_frames",
     "encode_segment",
+    "encrypted_frame",
     "flag_value",
     "format_datatime",
     "format_number",
@@ -111,7 +113,7 @@ def _factor_groups(
 
 
 def _header(qn: str | None, st: str, cn: str, pw: str, mn: str, flag: int | None,
-            pnum: int | None = None, pno: int | None = None) -> str:
+            pnum: int | None = None, pno: int | None = None, *, resend: bool = False) -> str:
     parts = [] if qn is None else [f"QN={_check_text('QN', qn)}"]
     parts += [f"ST={_check_text('ST', st)}", f"CN={_check_text('CN', cn)}",
               f"PW={_check_text('PW', pw)}", f"MN={_check_text('MN', mn)}"]
@@ -119,7 +121,18 @@ def _header(qn: str | None, st: str, cn: str, pw: str, mn: str, flag: int | None
         parts.append(f"Flag={flag}")
     if pnum is not None and pno is not None:
         parts += [f"PNUM={pnum}", f"PNO={pno}"]
+    if resend:
+        parts.append("RF=1")  # HJ 212-2025: a re-sent (补传) packet
     return ";".join(parts) + ";"
+
+
+def encrypted_frame(segment: str, key: bytes) -> str:
+    """An HJ 212-2025 frame whose data area is SM4-encrypted: the length field and the CRC
+    are those of the plaintext segment (`stackwatch.hj212.encryption`)."""
+    data = segment.encode("utf-8")
+    if len(data) > 9999:
+        raise ValueError("data segment longer than 9999 bytes cannot be framed")
+    return f"##{len(data):04d}{encrypt_segment(segment, key)}{crc16_hex(data)}\r\n"
 
 
 def _fits(header: str, cp_items: Sequence[str]) -> bool:
@@ -141,14 +154,22 @@ def build_frames(
     version: str = "2017",
     extra_cp: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    resend: bool = False,
+    sm4_key: bytes | None = None,
 ) -> list[str]:
     """Data upload frames (2011 real-time, 2051 minute, 2061 hour, 2031 day; any CN works).
 
     ``values`` is ``{code: {suffix: number}}`` (e.g. ``{"a21026": {"Avg": 12.3}}``),
     ``flags`` ``{code: "N"}``. QN defaults to ``now`` (+08:00). Returns one frame, or the
     packets of a split upload when one frame would exceed the Table 2/3 size limits.
+    ``resend`` marks a re-sent packet (HJ 212-2025 ``RF=1``); ``sm4_key`` encrypts the data
+    area (HJ 212-2025, `encrypted_frame`).
     Raises ValueError for values that cannot be encoded (naive datetimes, NaN, separators).
     """
+
+    def wrap(segment: str) -> str:
+        return encrypted_frame(segment, sm4_key) if sm4_key else frame_segment(segment)
+
     if len(cn) != 4 or not cn.isdigit():
         raise ValueError(f"CN {cn!r} is not a 4-digit command code")
     if qn is None:
@@ -157,11 +178,12 @@ def build_frames(
     head += [f"{_check_text('CP key', k)}={_check_text('CP value', v)}"
              for k, v in (extra_cp or {}).items()]
     groups = _factor_groups(values, flags)
-    single = _header(qn, st, cn, pw, mn, flag_value(version, ack=ack))
+    single = _header(qn, st, cn, pw, mn, flag_value(version, ack=ack), resend=resend)
     if _fits(single, head + groups):
-        return [frame_segment(single + "CP=&&" + ";".join(head + groups) + "&&")]
+        return [wrap(single + "CP=&&" + ";".join(head + groups) + "&&")]
     # Split: pack whole factor groups greedily, sized against a worst-case split header.
-    worst = _header(qn, st, cn, pw, mn, flag_value(version, ack=ack, split=True), 9999, 9999)
+    worst = _header(qn, st, cn, pw, mn, flag_value(version, ack=ack, split=True), 9999, 9999,
+                    resend=resend)
     chunks: list[list[str]] = []
     current: list[str] = []
     for group in groups:
@@ -180,8 +202,8 @@ def build_frames(
         raise ValueError("upload needs more than 9999 packets")
     flag = flag_value(version, ack=ack, split=True)
     return [
-        frame_segment(
-            _header(qn, st, cn, pw, mn, flag, len(chunks), i)
+        wrap(
+            _header(qn, st, cn, pw, mn, flag, len(chunks), i, resend=resend)
             + "CP=&&" + ";".join(head + chunk) + "&&"
         )
         for i, chunk in enumerate(chunks, start=1)

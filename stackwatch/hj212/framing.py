@@ -21,6 +21,7 @@ back without CRLF (粘包), garbage between frames, wrong length fields. The fra
 from __future__ import annotations
 
 from stackwatch.hj212.crc import crc16
+from stackwatch.hj212.encryption import is_encrypted
 from stackwatch.hj212.model import REASONS, FrameResult
 
 __all__ = ["MAX_SEGMENT", "Framer", "judge_record", "split_frames"]
@@ -52,6 +53,10 @@ def judge_record(rec: bytes, max_segment: int = MAX_SEGMENT) -> FrameResult:
         return _reject(rec, "truncated", "frame shorter than header + CRC")
     seg = rec[6:-4]
     crc_field = rec[-4:]
+    if is_encrypted(seg):
+        # HJ 212-2025: length and CRC are those of the plaintext, so only a receiver holding
+        # the logger's key can judge them (`stackwatch.hj212.encryption.decrypt_record`).
+        return _reject(rec, "encrypted")
     in_chars = False
     if len(seg) != declared:
         try:
@@ -147,6 +152,8 @@ class Framer:
         """
         if end > n or boundary < end or not _HEX.issuperset(buf[end - 4 : end]):
             return False
+        if is_encrypted(buf[pos:boundary]):
+            return False  # its length field counts the plaintext: cut at the boundary
         if boundary == end:
             return True
         longer = buf[pos:boundary]
@@ -226,6 +233,11 @@ class Framer:
             if j < 0:
                 if not final and n - pos < max_buffer:
                     return pos
+                if is_encrypted(buf[pos:n]):
+                    # HJ 212-2025: the length field counts the plaintext; the frame runs to
+                    # the end of the stream.
+                    append(judge_record(buf[pos:n], max_segment))
+                    return n
                 if end > n:  # stream ended (or buffer full) inside the declared frame
                     append(_reject(buf[pos:n], "truncated",
                                    f"length field says {declared}, stream ended after "

@@ -35,6 +35,8 @@ REASONS: dict[str, str] = {
     "bad_crc": "CRC (HJ 212-2017 App. A) does not match the data segment",
     "segment_too_long": "data segment longer than 1024 characters",
     "truncated": "stream ended inside a frame",
+    "encrypted": "SM4-encrypted data area (HJ 212-2025): length and CRC are checked after "
+    "decryption with the logger's key",
     # data segment (Table 3, §6.3.3)
     "bad_encoding": "data segment is not valid UTF-8",
     "missing_cp": "no 'CP=&&' data area",
