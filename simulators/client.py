@@ -16,9 +16,14 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from stackwatch.hj212 import Framer, decode_frame
+from stackwatch.hj212 import HISTORY_CNS, DecodedFrame, Framer, decode_frame
+
+HistoryServer = Callable[[DecodedFrame], Awaitable[list[str]]]
+"""Answers a platform's history request: the frames to send back (9011, the re-sent
+uploads, 9012), as a logger that keeps its records does."""
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class ClientStats:
     connect_failures: int = 0
     timeouts: int = 0
     gave_up: int = 0
+    history_requests: int = 0
 
 
 class LoggerClient:
@@ -63,6 +69,7 @@ class LoggerClient:
         connect_timeout: float = 10.0,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
+        on_history_request: HistoryServer | None = None,
     ) -> None:
         if ack_timeout <= 0 or connect_timeout <= 0:
             raise ValueError("timeouts must be > 0")
@@ -75,6 +82,8 @@ class LoggerClient:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.stats = ClientStats()
+        self.on_history_request = on_history_request
+        self._answers: set[asyncio.Task[None]] = set()
         self._reader_task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._waiting: dict[str, asyncio.Future[None]] = {}
@@ -177,6 +186,8 @@ class LoggerClient:
                         future = self._waiting.get(frame.qn)
                         if future is not None and not future.done():
                             future.set_result(None)
+                    elif frame.cn in HISTORY_CNS and "BeginTime" in frame.cp:
+                        self._serve_history(frame)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -185,6 +196,26 @@ class LoggerClient:
                     future.set_exception(ConnectionResetError("connection closed by gateway"))
             if self._writer is not None:
                 self._writer.close()
+
+    def _serve_history(self, request: DecodedFrame) -> None:
+        """Answer a history request in the background (the upload queue goes on)."""
+        self.stats.history_requests += 1
+        if self.on_history_request is None:
+            return
+        task = asyncio.create_task(self._answer_history(request))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    async def _answer_history(self, request: DecodedFrame) -> None:
+        assert self.on_history_request is not None
+        try:
+            frames = await self.on_history_request(request)
+            writer = await self._ensure_connected()
+            for text in frames:
+                writer.write(text.encode("utf-8"))
+                await writer.drain()
+        except (ConnectionError, OSError, ClientClosed) as err:
+            log.info("could not answer a history request", extra={"mn": self.mn, "err": str(err)})
 
     async def _drop(self) -> None:
         writer, task = self._writer, self._reader_task
@@ -200,5 +231,7 @@ class LoggerClient:
 
     async def close(self) -> None:
         """Close the connection; a pending `send` raises `ClientClosed`."""
+        if self._answers:
+            await asyncio.gather(*self._answers, return_exceptions=True)
         self._closed = True
         await self._drop()

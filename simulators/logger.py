@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulators.events import Event, ReadingEvents, frame_events
 from simulators.plants import CST, FLOW, O2, POLLUTANTS, PlantModel, ProcessProfile, Reading
+from stackwatch.hj212 import DecodedFrame
 
 Cn = Literal["2011", "2051", "2061", "2031"]
 ALL_CNS: tuple[Cn, ...] = ("2011", "2051", "2061", "2031")
@@ -49,7 +50,15 @@ class LoggerConfig(BaseModel):
         description="CNs uploaded; ['2011'] = 'realtime only', as many older loggers do.",
     )
     ack: bool = Field(default=True, description="Flag.A=1: wait for the 9014 data answer.")
-    version: Literal["2017"] = "2017"
+    version: Literal["2005", "2017", "2025"] = Field(
+        default="2017",
+        description="Protocol: 2005 = the HJ/T 212-2005 dialect of real provincial loggers "
+        "(no QN/Flag, 2005 codes, aggregates stamped at their interval end, no answers); "
+        "2017; 2025 (with `sm4_key`, data areas SM4-encrypted).",
+    )
+    sm4_key: str | None = Field(
+        default=None, description="HJ 212-2025 SM4 key, 32 hex digits (a secret)."
+    )
     st: str = "31"
     min_valid_samples: int = Field(default=12, ge=1)
     min_valid_minutes: int = Field(default=45, ge=1, description="Per hour of 1-min values.")
@@ -69,6 +78,12 @@ class LoggerConfig(BaseModel):
             raise ValueError(f"min_interval_min must be one of {_VALID_MIN_INTERVALS}")
         if not self.uploads:
             raise ValueError("uploads must list at least one CN")
+        if self.sm4_key is not None:
+            from stackwatch.hj212 import parse_key
+
+            parse_key(self.sm4_key)
+            if self.version != "2025":
+                raise ValueError("sm4_key needs version 2025 (HJ 212-2025 encryption)")
         return self
 
 
@@ -385,8 +400,37 @@ class StackSimulator:
             if at >= start:
                 yield from frames
 
-    def _run(self) -> Iterator[list[SimFrame]]:
-        from stackwatch.hj212 import build_frames
+    def history(self, cn: str, begin: datetime, end: datetime) -> list[SimFrame]:
+        """The uploads of `cn` whose DataTime lies in [begin, end], as the logger re-sends
+        them when the platform asks (RF=1 on HJ 212-2025): regenerated from the origin, so
+        exactly what it measured, whatever the link did then."""
+        copy = StackSimulator(
+            stack_id=self.stack_id, mn=self.mn, password=self.password, profile=self.profile,
+            seed=self.seed, origin=self.origin, logger=self.config, events=self.events,
+            ref_o2=self.ref_o2, baselines=self.baselines, flow_m3h=self.flow_m3h,
+        )
+        copy._gen = copy._run(resend=True)
+        span = _interval(cn, self.config) if cn != "2011" else timedelta(0)
+        frames: list[SimFrame] = []
+        for frame in copy.frames_between(begin, end + span + timedelta(minutes=1)):
+            if frame.cn == cn and begin <= frame.data_time <= end:
+                frames.append(frame)
+        return frames
+
+    async def serve_history(self, request: DecodedFrame) -> list[str]:
+        """Answer a platform's history request: 9011 (will do), the uploads, 9012 (done)."""
+        from stackwatch.hj212 import build_answer, parse_datatime
+
+        begin = parse_datatime(request.cp.get("BeginTime", ""))
+        end = parse_datatime(request.cp.get("EndTime", ""))
+        if begin is None or end is None or request.cn is None:
+            return [build_answer(request, "9011", 3)]  # 3: bad request condition (Table 6)
+        frames = self.history(request.cn, begin.replace(tzinfo=CST), end.replace(tzinfo=CST))
+        return [build_answer(request, "9011"), *(f.text for f in frames),
+                build_answer(request, "9012")]
+
+    def _run(self, resend: bool = False) -> Iterator[list[SimFrame]]:
+        from stackwatch.hj212 import build_frames, parse_key
 
         model = PlantModel(self.profile, self.seed, baselines=self.baselines,
                            flow_m3h=self.flow_m3h)
@@ -400,6 +444,8 @@ class StackSimulator:
         counters: dict[int, int] = {}
         last_second: datetime | None = None
         seq = 0
+        key = parse_key(self.config.sm4_key) if self.config.sm4_key else None
+        end_labels = self.config.version == "2005"  # as most real 2005-dialect loggers stamp
         t = self.origin
         while True:
             reading = events.apply(model.read(t))
@@ -408,7 +454,9 @@ class StackSimulator:
                 if cn not in self.config.uploads:
                     continue
                 send_at = t if cn == "2011" else data_time + _interval(cn, self.config)
-                active_w = [
+                if end_labels and cn != "2011":
+                    data_time = send_at
+                active_w = [] if resend else [
                     (e, w) for e in transport if (w := e.window(self.origin, send_at)) is not None
                 ]
                 loss = [(e, w) for e, w in active_w if e.kind == "comm_loss"]
@@ -424,13 +472,17 @@ class StackSimulator:
                     cn, self.mn, self.password, data_time + skew, values, flags=flags,
                     st=self.config.st, qn=_qn(clock, seq), ack=self.config.ack,
                     version=self.config.version, now=clock,
+                    resend=resend and self.config.version == "2025", sm4_key=key,
+                    field_2005=self.config.version == "2005",
                 )
                 tags: tuple[str, ...] = ("skewed",) if skew else ()
                 record: list[SimFrame] = []
+                ack = self.config.ack and self.config.version != "2005"
+                qn = None if self.config.version == "2005" else _qn(clock, seq)
                 for text in texts:
                     frame = SimFrame(at=send_at, stack_id=self.stack_id, mn=self.mn, cn=cn,
-                                     text=text, qn=_qn(clock, seq), data_time=data_time + skew,
-                                     ack=self.config.ack, tags=tags)
+                                     text=text, qn=qn, data_time=data_time + skew,
+                                     ack=ack, tags=tags)
                     duplicate = False
                     for e in (e for e, _ in active_w if e.kind in ("corrupt", "duplicate")):
                         n = counters[id(e)] = counters.get(id(e), 0) + 1

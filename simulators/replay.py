@@ -98,6 +98,15 @@ def read_h212(data: bytes, *, source: str = "<bytes>") -> ReplayLog:
         if not raw:
             continue
         wire = raw + b"\r\n"
+        if unit.reason == "encrypted":
+            # HJ 212-2025: only the gateway, with the logger's key, can check it. Its header
+            # is clear, so it is sent as any other upload (its DataTime is not readable).
+            decoded = decode_frame(raw)
+            frames.append(ReplayFrame(
+                seq, wire, True, mn=decoded.mn, pw=decoded.pw, cn=decoded.cn, qn=decoded.qn,
+                ack=decoded.ack_requested and decoded.qn is not None,
+            ))
+            continue
         if not unit.ok:
             decoded = decode_frame(raw)
             errors.append(f"frame {seq}: {unit.reason}: {unit.detail}")

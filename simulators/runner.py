@@ -52,13 +52,25 @@ class TcpSink:
     def __init__(self, host: str, port: int, **client_options: float) -> None:
         self.host, self.port = host, port
         self._options = client_options
+        self._history: dict[str, StackSimulator] = {}
         self.clients: dict[str, LoggerClient] = {}
 
+    def answer_history_for(self, simulators: list[StackSimulator]) -> TcpSink:
+        """Let these loggers answer the platform's history requests from their records."""
+        self._history.update({sim.mn: sim for sim in simulators})
+        return self
+
     def client(self, mn: str) -> LoggerClient:
-        """The connection of one logger (created on first use)."""
+        """The connection of one logger (created on first use); a simulated logger answers
+        the platform's history requests from its own records."""
         client = self.clients.get(mn)
         if client is None:
-            client = LoggerClient(self.host, self.port, mn=mn, **self._options)  # type: ignore[arg-type]
+            sim = self._history.get(mn)
+            client = LoggerClient(
+                self.host, self.port, mn=mn,
+                on_history_request=sim.serve_history if sim is not None else None,
+                **self._options,  # type: ignore[arg-type]
+            )
             self.clients[mn] = client
         return client
 

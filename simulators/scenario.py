@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from simulators.events import Duration, Event
 from simulators.logger import LoggerConfig, StackSimulator
 from simulators.plants import CST, PROFILES, profile_for
-from stackwatch.registry import SECTOR_PROCESSES, StackInfo, StackRegistry
+from stackwatch.registry import SECTOR_PROCESSES, Sm4Key, StackInfo, StackRegistry
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 
@@ -201,12 +201,14 @@ class Scenario(BaseModel):
         for plant in self.plants:
             for s in plant.stacks:
                 logger = s.logger or self.logger
+                keys = [Sm4Key(key=SecretStr(logger.sm4_key))] if logger.sm4_key else []
                 rows.append(StackInfo(
                     stack_id=s.stack_id, mn=s.mn, password=SecretStr(s.password),
                     name=s.name or s.stack_id, plant=plant.name, city=plant.city,
                     province=plant.province, sector=s.sector, process=s.process,
                     lat=plant.lat, lon=plant.lon, rtd_interval_s=logger.rtd_interval_s,
-                    min_interval_min=logger.min_interval_min,
+                    min_interval_min=logger.min_interval_min, sm4_keys=keys,
+                    encryption="required" if keys else "optional",
                 ))
         return StackRegistry(stacks=rows)
 

@@ -224,3 +224,19 @@ class AckCommand(BaseModel):
     by: str = Field(min_length=1, description="Who acknowledged (user name or e-mail).")
     reason: str = Field(min_length=1, description="Why; required (HJ 75 audit trail).")
     at: AwareDatetime
+
+
+class HistoryCommand(BaseModel):
+    """An operator's request for one logger's history (the gateway-commands topic, key = MN).
+
+    The gateway holding the logger's connection sends it the 2051/2061/2031 request with
+    BeginTime/EndTime (HJ 212-2017 App. C part 2); the logger re-sends the records.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mn: str = Field(min_length=1, max_length=24)
+    cn: Literal["2051", "2061", "2031"]
+    begin: AwareDatetime
+    end: AwareDatetime
+    by: str = Field(min_length=1, description="Who asked (user name or e-mail).")

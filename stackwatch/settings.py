@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stackwatch.history_requests import HistorySettings
 from stackwatch.normalise import NormaliseConfig
 from stackwatch.processor import ProcessorConfig
 
@@ -34,6 +35,10 @@ class TopicSettings(BaseModel):
     )
     deadletter: str = Field(
         default="stackwatch.deadletter", description="Anything refused, with the reason."
+    )
+    gateway_commands: str = Field(
+        default="stackwatch.gateway-commands",
+        description="Operators' requests to gateways (a logger's history of a time range).",
     )
     partitions: int = Field(
         default=4,
@@ -69,6 +74,7 @@ class GatewaySettings(BaseModel):
         ge=1,
         description="Frames all connections together may have in flight (bounds memory).",
     )
+    history: HistorySettings = HistorySettings()
 
 
 class StreamSettings(BaseModel):

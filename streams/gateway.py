@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from stackwatch import hj212
+from stackwatch.history_requests import HistoryPlanner, HistoryRequest
 from stackwatch.models import DeadLetter, RawFrame, Verdict
 from stackwatch.registry import StackRegistry
 from stackwatch.settings import GatewaySettings, Settings
@@ -159,6 +160,8 @@ class Judgement:
     """Human explanation from the framer (e.g. "received 1C08, computed 1C80")."""
     decrypted: str | None = None
     """The plaintext frame of an SM4-encrypted upload (HJ 212-2025)."""
+    decoded: Any = None
+    """The decoded frame of an accepted upload (for the history planner)."""
 
     @property
     def reason(self) -> str | None:
@@ -287,7 +290,8 @@ def judge_frame(
     if ack is not None and not ack.endswith("\r\n"):
         ack += "\r\n"
     return Judgement(
-        Verdict.ACCEPTED, unique, text, mn=mn, cn=cn, qn=qn, ack=ack, decrypted=decrypted
+        Verdict.ACCEPTED, unique, text, mn=mn, cn=cn, qn=qn, ack=ack, decrypted=decrypted,
+        decoded=decoded,
     )
 
 
@@ -413,6 +417,7 @@ class _Connection:
             for result in leftovers:
                 await self._process(result, at_disconnect=True)
             await self._pending.join()
+            self._gw.forget(self)
             log.info("logger disconnected", extra={"peer": self.peer, "reason": why})
         finally:
             for task in (self._reading, answers):
@@ -500,6 +505,18 @@ class _Connection:
             log.error("produce failed", extra={**extra, "error": repr(exc)})
             return
         self._pending.put_nowait(_Pending(delivery, judgement.ack, judgement.mn, judgement.qn))
+        if judgement.verdict is Verdict.ACCEPTED and judgement.mn is not None:
+            gw.note_upload(self, judgement)
+
+    def send_request(self, text: str) -> bool:
+        """Write a platform request (a history request) to the logger; False if gone."""
+        if self._write_broken or self._writer.is_closing():
+            return False
+        try:
+            self._writer.write(text.encode("utf-8"))
+        except (ConnectionError, OSError):
+            return False
+        return True
 
     async def _answer_loop(self) -> None:
         while True:
@@ -567,6 +584,9 @@ class Gateway:
         self.total_budget = asyncio.Semaphore(settings.max_inflight_total)
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self.history = HistoryPlanner(settings.history)
+        self._by_mn: dict[str, _Connection] = {}
+        self._heard: dict[str, tuple[str, str, str]] = {}  # MN → (PW, ST, version) last heard
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -599,6 +619,57 @@ class Gateway:
             metrics_registry=metrics_registry,
             name=name,
         )
+
+    def note_upload(self, conn: _Connection, judgement: Judgement) -> None:
+        """An accepted frame: remember the logger's connection, ask for the history of a
+        hole in its uploads when one shows (rate-limited)."""
+        decoded = judgement.decoded
+        mn = judgement.mn
+        if mn is None or decoded is None:
+            return
+        self._by_mn[mn] = conn
+        if decoded.cn and decoded.cn.startswith("2"):
+            self._heard[mn] = (decoded.pw or "", decoded.st or "31", decoded.version or "2017")
+        request = self.history.on_upload(
+            mn, decoded.cn, decoded.data_time, resent=bool(decoded.resend)
+        )
+        if request is not None:
+            self._send_history_request(request)
+
+    def request_history(self, request: HistoryRequest) -> bool:
+        """An operator's request for one logger's history; True if it was sent."""
+        allowed = self.history.on_operator(request)
+        if allowed is None:
+            log.info("history request rate-limited", extra={"mn": request.mn})
+            self.stats.history_request("rate_limited")
+            return False
+        return self._send_history_request(allowed)
+
+    def _send_history_request(self, request: HistoryRequest) -> bool:
+        conn = self._by_mn.get(request.mn)
+        heard = self._heard.get(request.mn)
+        if conn is None or heard is None:
+            log.info("history request for a logger not connected", extra={"mn": request.mn})
+            self.stats.history_request("not_connected")
+            return False
+        pw, st, version = heard
+        text = hj212.build_history_request(
+            request.cn, request.mn, pw, request.begin, request.end, st=st, version=version,
+            now=self.clock(),
+        )
+        sent = conn.send_request(text)
+        self.stats.history_request("sent" if sent else "write_failed")
+        log.info(
+            "asked a logger for its history",
+            extra={"mn": request.mn, "cn": request.cn, "begin": request.begin.isoformat(),
+                   "end": request.end.isoformat(), "reason": request.reason, "sent": sent},
+        )
+        return sent
+
+    def forget(self, conn: _Connection) -> None:
+        """A connection ended: it can no longer carry requests."""
+        for mn in [m for m, c in self._by_mn.items() if c is conn]:
+            del self._by_mn[mn]
 
     @property
     def port(self) -> int:

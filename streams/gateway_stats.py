@@ -31,7 +31,9 @@ class GatewayStats:
         self.connections_total = 0
         self.connections_refused = 0
         self.idle_timeouts = 0
+        self.history_requests: TallyCounter[str] = TallyCounter()
         self._frames: Counter | None = None
+        self._history: Counter | None = None
         self._connections: Gauge | None = None
         self._acks: Counter | None = None
         self._produce_failures: Counter | None = None
@@ -64,11 +66,23 @@ class GatewayStats:
                 "Connections closed at once because max_connections was reached.",
                 registry=registry,
             )
+            self._history = Counter(
+                "stackwatch_gateway_history_requests_total",
+                "History requests to loggers (sent, rate_limited, not_connected, write_failed).",
+                ["outcome"],
+                registry=registry,
+            )
             self._idle = Counter(
                 "stackwatch_gateway_idle_timeouts_total",
                 "Connections closed because no complete frame arrived within idle_timeout_s.",
                 registry=registry,
             )
+
+    def history_request(self, outcome: str) -> None:
+        """Count one history request by its outcome."""
+        self.history_requests[outcome] += 1
+        if self._history is not None:
+            self._history.labels(outcome=outcome).inc()
 
     def frame(self, verdict: Verdict, reason: str | None) -> None:
         """Count one received frame under its verdict and first reason."""

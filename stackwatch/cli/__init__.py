@@ -12,6 +12,7 @@ from stackwatch.cli.bench import app as bench_app
 from stackwatch.cli.db import app as db_app
 from stackwatch.cli.demo import app as demo_app
 from stackwatch.cli.gateway import app as gateway_app
+from stackwatch.cli.history import app as history_app
 from stackwatch.cli.hj212 import app as hj212_app
 from stackwatch.cli.limits import app as limits_app
 from stackwatch.cli.services import app as services_app
@@ -42,6 +43,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app)  # no name: adds the top-level `demo` command
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(history_app, name="history")
 app.add_typer(hj212_app, name="hj212")
 app.add_typer(limits_app, name="limits")
 app.add_typer(services_app, name="services")

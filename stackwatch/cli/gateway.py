@@ -85,6 +85,7 @@ async def serve(settings: Settings, registry: StackRegistry, metrics_port: int |
 
     from stackwatch.services import resolve_kafka_bootstrap
     from streams.gateway import Gateway
+    from streams.gateway_commands import consume_commands
 
     raise_fd_limit(settings.gateway.max_connections)
     metrics = CollectorRegistry()
@@ -98,6 +99,10 @@ async def serve(settings: Settings, registry: StackRegistry, metrics_port: int |
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await gateway.start()
+    commands = asyncio.create_task(
+        consume_commands(gateway, resolve_kafka_bootstrap(settings),
+                         settings.topics.gateway_commands, stop)
+    )
     console.print(
         f"gateway listening on {settings.gateway.host}:{gateway.port} "
         f"→ {settings.topics.raw} (Ctrl-C stops)",
@@ -106,6 +111,7 @@ async def serve(settings: Settings, registry: StackRegistry, metrics_port: int |
     try:
         await stop.wait()
     finally:
+        await asyncio.gather(commands, return_exceptions=True)
         await gateway.stop()
         stats = gateway.stats
         console.print(

@@ -101,7 +101,9 @@ def simulate(
         raise _fail("--fast needs --duration (simulated span) or a scenario duration")
     end = origin + sim_span if sim_span is not None else None
     sims = sc.simulators(origin)
-    sink: FrameSink = MemorySink() if output is not None else TcpSink(host, port)
+    sink: FrameSink = (
+        MemorySink() if output is not None else TcpSink(host, port).answer_history_for(sims)
+    )
     err.print(
         f"scenario [bold]{sc.name}[/]: {len(sims)} stacks from {origin.isoformat()} "
         f"{'fast' if pace is None else f'at {pace:g}x'}"

@@ -9,9 +9,12 @@ Public API::
 """
 
 from stackwatch.hj212.builder import (
+    HISTORY_CNS,
     FrameSpec,
+    build_answer,
     build_data_ack,
     build_frames,
+    build_history_request,
     encode_segment,
     encrypted_frame,
     flag_value,
@@ -46,6 +49,7 @@ __all__ = [
     "CODE_2017_TO_2005",
     "CST",
     "FACTORS",
+    "HISTORY_CNS",
     "MAX_CP",
     "MAX_SEGMENT",
     "REASONS",
@@ -55,8 +59,10 @@ __all__ = [
     "FrameResult",
     "FrameSpec",
     "Framer",
+    "build_answer",
     "build_data_ack",
     "build_frames",
+    "build_history_request",
     "cn_requires_encryption",
     "crc16",
     "crc16_bitwise",

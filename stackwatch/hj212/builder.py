@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from stackwatch.hj212.codes import CODE_2017_TO_2005
 from stackwatch.hj212.crc import crc16_hex
 from stackwatch.hj212.encryption import encrypt_segment
 from stackwatch.hj212.framing import MAX_SEGMENT
@@ -24,8 +25,10 @@ from stackwatch.hj212.segment import MAX_CP
 
 __all__ = [
     "FrameSpec",
+    "build_answer",
     "build_data_ack",
     "build_frames",
+    "build_history_request",
     "encode_segment",
     "encrypted_frame",
     "flag_value",
@@ -92,8 +95,12 @@ def frame_segment(segment: str) -> str:
 
 
 def _factor_groups(
-    values: Mapping[str, Mapping[str, float]], flags: Mapping[str, str] | None
+    values: Mapping[str, Mapping[str, float]], flags: Mapping[str, str] | None,
+    *, codes_2005: bool = False,
 ) -> list[str]:
+    if codes_2005:  # HJ/T 212-2005 loggers write the 2005 codes (HJ 212-2017 App. B.2)
+        values = {CODE_2017_TO_2005.get(c, c): v for c, v in values.items()}
+        flags = {CODE_2017_TO_2005.get(c, c): f for c, f in (flags or {}).items()}
     groups: list[str] = []
     flags = flags or {}
     for code, per_code in values.items():
@@ -156,6 +163,7 @@ def build_frames(
     now: datetime | None = None,
     resend: bool = False,
     sm4_key: bytes | None = None,
+    field_2005: bool = False,
 ) -> list[str]:
     """Data upload frames (2011 real-time, 2051 minute, 2061 hour, 2031 day; any CN works).
 
@@ -163,22 +171,27 @@ def build_frames(
     ``flags`` ``{code: "N"}``. QN defaults to ``now`` (+08:00). Returns one frame, or the
     packets of a split upload when one frame would exceed the Table 2/3 size limits.
     ``resend`` marks a re-sent packet (HJ 212-2025 ``RF=1``); ``sm4_key`` encrypts the data
-    area (HJ 212-2025, `encrypted_frame`).
+    area (HJ 212-2025, `encrypted_frame`). ``field_2005`` writes the HJ/T 212-2005 dialect of
+    real provincial loggers: no QN, no Flag (so no answer can be asked for), 2005 codes.
     Raises ValueError for values that cannot be encoded (naive datetimes, NaN, separators).
     """
+    dialect_2005 = field_2005
 
     def wrap(segment: str) -> str:
         return encrypted_frame(segment, sm4_key) if sm4_key else frame_segment(segment)
 
     if len(cn) != 4 or not cn.isdigit():
         raise ValueError(f"CN {cn!r} is not a 4-digit command code")
-    if qn is None:
+    if dialect_2005:
+        qn, ack = None, False
+    elif qn is None:
         qn = make_qn(now if now is not None else datetime.now(CST))
     head = [f"DataTime={format_datatime(data_time)}"]
     head += [f"{_check_text('CP key', k)}={_check_text('CP value', v)}"
              for k, v in (extra_cp or {}).items()]
-    groups = _factor_groups(values, flags)
-    single = _header(qn, st, cn, pw, mn, flag_value(version, ack=ack), resend=resend)
+    groups = _factor_groups(values, flags, codes_2005=dialect_2005)
+    flag = None if dialect_2005 else flag_value(version, ack=ack)
+    single = _header(qn, st, cn, pw, mn, flag, resend=resend)
     if _fits(single, head + groups):
         return [wrap(single + "CP=&&" + ";".join(head + groups) + "&&")]
     # Split: pack whole factor groups greedily, sized against a worst-case split header.
@@ -225,6 +238,47 @@ def build_data_ack(request: DecodedFrame, *, now: datetime | None = None) -> str
     flag = flag_value(request.version or "2017")
     pw = request.pw or ""
     segment = f"QN={qn};ST=91;CN=9014;PW={pw};MN={request.mn};Flag={flag};CP=&&&&"
+    return frame_segment(segment)
+
+
+HISTORY_CNS = frozenset({"2051", "2061", "2031"})
+"""Uploads a platform may ask a logger for again, with BeginTime/EndTime (HJ 212-2017 §6.6)."""
+
+
+def build_history_request(
+    cn: str,
+    mn: str,
+    pw: str,
+    begin: datetime,
+    end: datetime,
+    *,
+    st: str = "31",
+    version: str = "2017",
+    now: datetime | None = None,
+) -> str:
+    """A platform's request for a logger's minute (2051), hour (2061) or day (2031) data of
+    [begin, end] (HJ 212-2017 App. C part 2: answered 9011, the uploads, then 9012)."""
+    if cn not in HISTORY_CNS:
+        raise ValueError(f"CN {cn} is not a history upload (one of {sorted(HISTORY_CNS)})")
+    if end < begin:
+        raise ValueError("EndTime is before BeginTime")
+    qn = make_qn(now if now is not None else datetime.now(CST))
+    header = _header(qn, st, cn, pw, mn, flag_value(version, ack=True))
+    cp = f"BeginTime={format_datatime(begin)};EndTime={format_datatime(end)}"
+    return frame_segment(header + "CP=&&" + cp + "&&")
+
+
+def build_answer(
+    request: DecodedFrame, cn: Literal["9011", "9012"], value: int = 1
+) -> str:
+    """The logger's answer to a platform request: 9011 QnRtn (1 = will execute) or 9012
+    ExeRtn (1 = done), echoing the request's QN, in the request's protocol version."""
+    if not request.qn or not request.mn:
+        raise ValueError("a request without QN or MN cannot be answered")
+    field = "QnRtn" if cn == "9011" else "ExeRtn"
+    flag = flag_value(request.version or "2017")
+    segment = (f"QN={request.qn};ST=91;CN={cn};PW={request.pw or ''};MN={request.mn};"
+               f"Flag={flag};CP=&&{field}={value}&&")
     return frame_segment(segment)
 
 

@@ -37,7 +37,8 @@ PASSWORD = "123456"
 DAY0 = datetime(2026, 11, 2, tzinfo=CST)
 MINUTES = 4 * 60 + 10  # hours 00–03 close once the 04:0x minutes arrive (hour grace 3 min)
 SO2, NOX, DUST, O2 = "a21026", "a21002", "a34013", "a19001"
-TOPICS = ["raw", "readings", "minute", "hour", "day", "alerts", "alert_commands", "deadletter"]
+TOPICS = ["raw", "readings", "minute", "hour", "day", "alerts", "alert_commands", "deadletter",
+          "gateway_commands"]
 
 STACKS = [
     StackInfo(stack_id=f"fault-{name}", mn=f"MNFAULT{i:07d}", password=PASSWORD,
