@@ -18,7 +18,6 @@ import pytest
 
 from stackwatch.alerts import AlertEvent, EventKind, Rule
 from stackwatch.averaging import CST
-from stackwatch.compliance import Limit, LimitKind
 from stackwatch.hj212 import frame_segment
 from stackwatch.models import (
     AggregateRecord,
@@ -32,20 +31,12 @@ from stackwatch.normalise import NormaliseConfig, reading_from_raw
 from stackwatch.processor import Outputs, ProcessorConfig, StackProcessor
 from stackwatch.registry import StackInfo
 from stackwatch.stack_limits import StackLimits
+from tests.unit.test_processor import LIMITS  # the kiln's SO2 limits: ULE 35, standard 100
 
 SO2, O2, FLOW, PRESSURE = "a21026", "a19001", "a00000", "a01013"
 T0 = datetime(2016, 8, 24, 10, 0, tzinfo=CST)
 MIN = timedelta(minutes=1)
 KILN = StackInfo(stack_id="kiln-1", mn="LD130100000001", sector="cement", process="kiln_tail")
-LIMITS = StackLimits(
-    ref_o2=10.0,
-    by_factor={
-        SO2: (
-            Limit(limit_mg_m3=35.0, kind=LimitKind.ULTRA_LOW, ref_o2=10.0, program="NATL-2024"),
-            Limit(limit_mg_m3=100.0, kind=LimitKind.STANDARD, ref_o2=10.0),
-        )
-    },
-)
 
 
 def frame2005(cn: str, stamp: datetime, fields: str, *, st: str = "31", mn: str = KILN.mn) -> str:
