@@ -10,6 +10,8 @@ then moved with `INSERT … SELECT … ON CONFLICT` keyed on the schema's natura
 | readings   | readings (long, 1 row per factor) | (stack, factor, cn, data_time) → DO NOTHING  |
 | minute/hour/day | *_aggregates          | (stack, factor, period_start) → DO UPDATE only when |
 |            |                            | the new `revision` is higher (never regresses)      |
+| hour/day   | limit_verdicts (1 row per  | (stack, factor, period, period_start, program, kind)|
+|            | limit judged)              | → DO UPDATE only for a higher `revision`            |
 | alerts     | alerts + alert_events      | events (alert_id, seq) → DO NOTHING; the alert row  |
 |            |                            | is replaced only by an event newer than any stored  |
 | deadletter | dead_letters               | (stage, occurred_at, md5(payload)) → DO NOTHING     |
@@ -288,8 +290,8 @@ AGGREGATE_COLUMNS = (
     "stopped",
     "coverage_minutes",
 )
-HOUR_EXTRA_COLUMNS = ("limit_mg_m3", "limit_program", "logger_mean")
-DAY_EXTRA_COLUMNS = ("logger_mean",)
+HOUR_EXTRA_COLUMNS = ("limit_mg_m3", "limit_program", "logger_mean", "mass_valid")
+DAY_EXTRA_COLUMNS = ("logger_mean", "mass_valid")
 EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
     "hour_aggregates": HOUR_EXTRA_COLUMNS,
     "day_aggregates": DAY_EXTRA_COLUMNS,
@@ -324,10 +326,69 @@ def aggregate_row(record: AggregateRecord) -> tuple[str, Row]:
         record.coverage_minutes,
     )
     if table == "hour_aggregates":
-        row = (*row, record.limit_mg_m3, record.limit_program, record.logger_mean)
+        row = (
+            *row,
+            record.limit_mg_m3,
+            record.limit_program,
+            record.logger_mean,
+            record.mass_valid,
+        )
     elif table == "day_aggregates":
-        row = (*row, record.logger_mean)
+        row = (*row, record.logger_mean, record.mass_valid)
     return table, row
+
+
+VERDICT_COLUMNS = (
+    "stack_id",
+    "factor",
+    "period",
+    "period_start",
+    "program",
+    "kind",
+    "row_id",
+    "status",
+    "level",
+    "term_zh",
+    "severity",
+    "value",
+    "basis",
+    "ref_o2",
+    "o2_from_row",
+    "limit_mg_m3",
+    "warning_mg_m3",
+    "unconfirmed",
+    "reason",
+    "revision",
+)
+
+
+def verdict_rows(record: AggregateRecord) -> list[Row]:
+    """One `limit_verdicts` row per limit the hour or day was judged against."""
+    return [
+        (
+            _text(record.stack_id),
+            _text(record.factor),
+            _text(record.period),
+            record.period_start,
+            _text(v.program or v.row_id or "-"),
+            v.kind.value,
+            _opt_text(v.row_id),
+            v.status.value,
+            v.level.value if v.level else None,
+            v.term_zh,
+            v.severity.value if v.severity else None,
+            v.value,
+            v.basis.value if v.basis else None,
+            v.ref_o2,
+            _opt_text(v.o2_from_row),
+            v.limit,
+            v.warning_level,
+            v.unconfirmed,
+            _text(v.reason),
+            record.revision,
+        )
+        for v in record.verdicts
+    ]
 
 
 ALERT_COLUMNS = (
@@ -449,7 +510,11 @@ def _simple_target(table: str, columns: tuple[str, ...], conflict: str) -> _Targ
 
 def _aggregate_target(table: str) -> _Target:
     columns = AGGREGATE_COLUMNS + EXTRA_COLUMNS.get(table, ())
-    keys = ("stack_id", "factor", "period_start")
+    return _revised_target(table, columns, ("stack_id", "factor", "period_start"))
+
+
+def _revised_target(table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> _Target:
+    """Upsert keyed on `keys` that only a higher `revision` may overwrite."""
     stage = f"_sw_stage_{table}"
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
     # DISTINCT ON: one statement may not touch a row twice; the highest revision wins.
@@ -511,6 +576,11 @@ _TARGETS: dict[str, _Target] = {
     "dead_letters": _simple_target("dead_letters", DEAD_LETTER_COLUMNS, "ON CONFLICT DO NOTHING"),
     "alerts": _alerts_target(),
     **{t: _aggregate_target(t) for t in AGGREGATE_TABLES.values()},
+    "limit_verdicts": _revised_target(
+        "limit_verdicts",
+        VERDICT_COLUMNS,
+        ("stack_id", "factor", "period", "period_start", "program", "kind"),
+    ),
 }
 
 
@@ -559,18 +629,21 @@ _MODELS: dict[SinkKind, type[BaseModel]] = {
 }
 
 
-def _to_item(kind: SinkKind, source: SourceRecord, model: BaseModel) -> _Item:
+def _to_items(kind: SinkKind, source: SourceRecord, model: BaseModel) -> list[_Item]:
     if isinstance(model, RawFrame):
-        return _Item(source, _TARGETS["raw_frames"], [raw_frame_row(model)])
+        return [_Item(source, _TARGETS["raw_frames"], [raw_frame_row(model)])]
     if isinstance(model, Reading):
-        return _Item(source, _TARGETS["readings"], reading_rows(model))
+        return [_Item(source, _TARGETS["readings"], reading_rows(model))]
     if isinstance(model, AggregateRecord):
         table, row = aggregate_row(model)
-        return _Item(source, _TARGETS[table], [row])
+        items = [_Item(source, _TARGETS[table], [row])]
+        if model.verdicts:
+            items.append(_Item(source, _TARGETS["limit_verdicts"], verdict_rows(model)))
+        return items
     if isinstance(model, AlertEvent):
-        return _Item(source, _TARGETS["alerts"], [alert_row(model)])
+        return [_Item(source, _TARGETS["alerts"], [alert_row(model)])]
     if isinstance(model, DeadLetter):
-        return _Item(source, _TARGETS["dead_letters"], [dead_letter_row(model)])
+        return [_Item(source, _TARGETS["dead_letters"], [dead_letter_row(model)])]
     raise MappingError(f"no mapping for {type(model).__name__}")  # pragma: no cover
 
 
@@ -588,7 +661,7 @@ def parse_records(
             continue
         try:
             model = model_cls.model_validate_json(source.value)
-            item = _to_item(kind, source, model)
+            mapped = [item for item in _to_items(kind, source, model) if item.rows]
         except ValidationError as exc:
             reason = f"invalid {model_cls.__name__}: " + "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
@@ -603,8 +676,8 @@ def parse_records(
             log.exception("unexpected error mapping a record", extra={"table": kind.table})
             rejected.append(_rejection(source, kind.table, f"cannot map record: {exc!r}"))
             continue
-        if item.rows:
-            items.append(item)
+        if mapped:
+            items.extend(mapped)
         else:
             skipped += 1
     return items, rejected, skipped

@@ -32,17 +32,20 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from stackwatch.compliance import (
+    LEVEL_TERMS,
     MIN_VALID_MINUTES_PER_HOUR,
+    DayValue,
     Evidence,
     HourStatus,
     HourValue,
-    HourVerdict,
+    PeriodVerdict,
     RollingSnapshot,
     Severity,
     exact,
 )
 
 __all__ = [
+    "KIND_TITLES",
     "RULE_TITLES",
     "AlertBook",
     "AlertEvent",
@@ -55,6 +58,8 @@ __all__ = [
     "Rule",
     "Severity",
     "alert_id_for",
+    "alert_title",
+    "day_conditions",
     "hour_conditions",
     "provisional_condition",
 ]
@@ -80,6 +85,8 @@ class Rule(StrEnum):
     ZS_MISMATCH = "zs_mismatch"
     REGISTRY_MISMATCH = "registry_mismatch"
     ENCRYPTION = "encryption"
+    DAY_EXCEEDANCE = "day_exceedance"
+    PERMIT_CAP = "permit_cap"
 
 
 #: Bilingual titles (中文, English) in the vocabulary of provincial platforms (DOMAIN.md §3.3).
@@ -101,7 +108,49 @@ RULE_TITLES: dict[Rule, tuple[str, str]] = {
     Rule.ZS_MISMATCH: ("折算值不符", "converted (Zs) value mismatch"),
     Rule.REGISTRY_MISMATCH: ("数采仪参数与登记不符", "logger settings differ from the registry"),
     Rule.ENCRYPTION: ("数据加密异常", "data encryption problem"),
+    Rule.DAY_EXCEEDANCE: ("日均值超标", "daily mean exceedance"),
+    Rule.PERMIT_CAP: ("排放总量超过许可排放量", "emission total above the permit cap"),
 }
+
+#: Titles of the limit rules by the deciding limit's kind: 超标 only for the legal standard or
+#: permit value, 超过超低排放限值 for an ultra-low target, the workshop value for area points.
+KIND_TITLES: dict[tuple[Rule, str], tuple[str, str]] = {
+    (Rule.HOUR_EXCEEDANCE, "standard"): ("小时均值超标", "hourly mean above the emission standard"),
+    (Rule.HOUR_EXCEEDANCE, "ultra_low"): (
+        "小时均值超过超低排放限值",
+        "hourly mean above the ultra-low emission limit",
+    ),
+    (Rule.HOUR_EXCEEDANCE, "fugitive"): (
+        "车间扬尘小时均值超过控制值",
+        "workshop dust hourly mean above its value",
+    ),
+    (Rule.HOUR_WARNING, "standard"): (
+        "小时均值接近排放标准（预警）",
+        "hourly mean near the emission standard",
+    ),
+    (Rule.HOUR_WARNING, "ultra_low"): (
+        "小时均值接近超低排放限值（预警）",
+        "hourly mean near the ultra-low limit",
+    ),
+    (Rule.HOUR_WARNING, "fugitive"): ("车间扬尘小时均值预警", "workshop dust hourly mean warning"),
+    (Rule.DAY_EXCEEDANCE, "standard"): ("日均值超标", "daily mean above the emission standard"),
+    (Rule.DAY_EXCEEDANCE, "ultra_low"): (
+        "日均值超过超低排放限值",
+        "daily mean above the ultra-low emission limit",
+    ),
+    (Rule.PROVISIONAL_EXCEEDANCE, "fugitive"): (
+        "车间扬尘滚动小时均值超限预警",
+        "workshop dust provisional exceedance (rolling 60 min)",
+    ),
+}
+
+
+def alert_title(rule: Rule, evidence: Mapping[str, Evidence]) -> tuple[str, str]:
+    """(中文, English) title of an alert: by the deciding limit's kind where it matters."""
+    kind = evidence.get("limit_kind")
+    if isinstance(kind, str) and (rule, kind) in KIND_TITLES:
+        return KIND_TITLES[(rule, kind)]
+    return RULE_TITLES[rule]
 
 #: Default severity of each rule when the condition does not carry one (proposal, configurable).
 DEFAULT_SEVERITIES: dict[Rule, Severity] = {
@@ -119,6 +168,8 @@ DEFAULT_SEVERITIES: dict[Rule, Severity] = {
     Rule.ZS_MISMATCH: Severity.WARNING,
     Rule.REGISTRY_MISMATCH: Severity.WARNING,
     Rule.ENCRYPTION: Severity.ALARM,
+    Rule.DAY_EXCEEDANCE: Severity.ALARM,
+    Rule.PERMIT_CAP: Severity.CRITICAL,
 }
 
 #: Hold times differing from the policy default (1 h, i.e. one further hourly observation).
@@ -134,6 +185,7 @@ DEFAULT_HOLD_OVERRIDES: dict[Rule, timedelta] = {
     Rule.CLOCK_SKEW: timedelta(0),
     Rule.REGISTRY_MISMATCH: timedelta(0),
     Rule.ENCRYPTION: timedelta(0),
+    Rule.PERMIT_CAP: timedelta(0),
 }
 
 #: Rules whose worst value is the lowest one (peak = minimum).
@@ -504,7 +556,7 @@ class AlertBook:
         return [self._event(record, EventKind.CLEAR, cleared_at)]
 
     def _suppressed(self, cond: Condition) -> AlertEvent:
-        title_zh, title_en = RULE_TITLES[cond.rule]
+        title_zh, title_en = alert_title(cond.rule, cond.evidence)
         return AlertEvent(
             alert_id=str(
                 uuid.uuid5(
@@ -536,7 +588,7 @@ class AlertBook:
 
     def _event(self, record: AlertRecord, kind: EventKind, at: datetime) -> AlertEvent:
         record.seq += 1
-        title_zh, title_en = RULE_TITLES[record.rule]
+        title_zh, title_en = alert_title(record.rule, record.evidence)
         data = record.model_dump(exclude={"last_observed", "false_since"})
         return AlertEvent(kind=kind, at=at, title_zh=title_zh, title_en=title_en, **data)
 
@@ -573,7 +625,58 @@ class AlertBook:
 # ----------------------------------------------------------------------------- adapters
 
 
-def hour_conditions(hour: HourValue, verdict: HourVerdict) -> list[Condition]:
+def verdict_evidence(verdict: PeriodVerdict) -> dict[str, Evidence]:
+    """What an inspector needs from a judged period: the deciding limit, its level and term,
+    and every program's verdict on its own O2 basis (one line each)."""
+    lines = []
+    for v in verdict.verdicts:
+        basis = "measured" if v.ref_o2 is None else f"{v.ref_o2:g} % O2"
+        value = "—" if v.value is None else f"{v.value:g}"
+        lines.append(
+            f"{v.program or v.row_id} {v.kind.value} {v.limit:g} ({basis}): {value} "
+            f"{v.term_zh or v.status.value}"
+        )
+    return dict(verdict.evidence) | {
+        "limit": verdict.limit,
+        "limit_row": verdict.limit_row,
+        "limit_kind": verdict.limit_kind.value if verdict.limit_kind else None,
+        "program": verdict.program,
+        "level": verdict.level.value if verdict.level else None,
+        "term_zh": LEVEL_TERMS[verdict.level][0] if verdict.level else None,
+        "basis": verdict.basis.value if verdict.basis else None,
+        "warning_level": verdict.warning_level,
+        "unconfirmed_limit": verdict.unconfirmed_limit,
+        "reason": verdict.reason,
+        "verdicts": "; ".join(lines),
+    }
+
+
+def day_conditions(day: DayValue, verdict: PeriodVerdict) -> list[Condition]:
+    """``day_exceedance`` of a judged valid day (event time = end of the day); an invalid,
+    stopped or unjudged day observes nothing."""
+    if verdict.status not in (HourStatus.COMPLIANT, HourStatus.WARNING, HourStatus.EXCEEDANCE):
+        return []
+    exceed = verdict.status is HourStatus.EXCEEDANCE
+    return [
+        Condition(
+            stack_id=day.stack_id,
+            factor=day.factor,
+            rule=Rule.DAY_EXCEEDANCE,
+            active=exceed,
+            severity=verdict.severity if exceed else None,
+            at=day.end,
+            value=verdict.value,
+            limit=verdict.limit,
+            ref_o2=verdict.ref_o2,
+            period_start=day.start,
+            period_end=day.end,
+            evidence=verdict_evidence(verdict),
+            flag=day.flag,
+        )
+    ]
+
+
+def hour_conditions(hour: HourValue, verdict: PeriodVerdict) -> list[Condition]:
     """The conditions one judged hour establishes (event time = end of the hour).
 
     * invalid hour → ``hour_incomplete`` true (carrying the hour's flag, so a calibration or
@@ -583,15 +686,7 @@ def hour_conditions(hour: HourValue, verdict: HourVerdict) -> list[Condition]:
       true or false according to the verdict;
     * a valid hour that could not be judged (configuration problem) observes no limit rule.
     """
-    evidence: dict[str, Evidence] = dict(verdict.evidence) | {
-        "limit": verdict.limit,
-        "limit_row": verdict.limit_row,
-        "program": verdict.program,
-        "basis": verdict.basis.value if verdict.basis else None,
-        "warning_level": verdict.warning_level,
-        "unconfirmed_limit": verdict.unconfirmed_limit,
-        "reason": verdict.reason,
-    }
+    evidence = verdict_evidence(verdict)
     common: dict[str, Any] = {
         "stack_id": hour.stack_id,
         "factor": hour.factor,
@@ -656,6 +751,7 @@ def provisional_condition(
     *,
     ref_o2: float | None = None,
     window: timedelta = timedelta(minutes=60),
+    limit_kind: str | None = None,
 ) -> Condition | None:
     """``provisional_exceedance`` from a rolling mean; None until enough minutes (no evidence).
 
@@ -675,5 +771,9 @@ def provisional_condition(
         ref_o2=ref_o2,
         period_start=snapshot.at - window,
         period_end=snapshot.at,
-        evidence={"rolling_mean": snapshot.mean, "valid_minutes": snapshot.count},
+        evidence={
+            "rolling_mean": snapshot.mean,
+            "valid_minutes": snapshot.count,
+            "limit_kind": limit_kind,
+        },
     )

@@ -19,11 +19,12 @@ Pure functions and small state, no I/O. The rules (DOMAIN.md §3.2, LIMITS.md N3
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -38,6 +39,9 @@ ULTRA_LOW_REQUIRED_RATE = 0.95
 
 #: Minimum valid minutes for a valid hourly mean (HJ 212-2017 App. D, citing HJ/T 75-2007).
 MIN_VALID_MINUTES_PER_HOUR = 45
+
+#: Minimum valid hours for a valid daily mean (HJ 212-2017 App. D, citing HJ/T 75-2007).
+MIN_VALID_HOURS_PER_DAY = 20
 
 Evidence = str | int | float | bool | None
 
@@ -106,6 +110,10 @@ class Limit(BaseModel):
     ref_o2: float | None = Field(default=None, ge=0, lt=21)
     row_id: str | None = None
     unconfirmed: bool = False
+    averaging: Literal["hour", "day"] = "hour"
+    o2_from_row: str | None = Field(
+        default=None, description="Row the O2 basis was taken from (the row itself states none)."
+    )
 
     @property
     def warning_level(self) -> Fraction:
@@ -113,13 +121,12 @@ class Limit(BaseModel):
         return exact(self.limit_mg_m3) * exact(self.warning_fraction)
 
 
-class HourValue(BaseModel):
-    """One closed hour of one factor at one stack, as the averaging stage produced it.
+class PeriodValue(BaseModel):
+    """One closed period (hour or day) of one factor at one stack, as averaging produced it.
 
-    ``mean_converted`` is at ``ref_o2`` (HJ 212-2017 App. D eq. 28); ``start`` is the start of
-    the hour (HJ 212 DataTime convention for 2061). ``production`` False marks hours outside
-    production time (the stack stopped, 停运), which are not judged and which the 95 % rule
-    does not count.
+    ``mean_converted`` is at ``ref_o2`` (HJ 212-2017 App. D eq. 28); a limit at another
+    reference O2 is judged on it rescaled (``compared_value``). ``production`` False marks a
+    stopped stack (停运): not judged, and not counted by the 95 % rule or the capture rate.
     """
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
@@ -130,32 +137,134 @@ class HourValue(BaseModel):
     mean_converted: float | None = None
     mean_measured: float | None = None
     valid: bool
-    valid_minutes: int = Field(ge=0, le=60)
     flag: str = "N"
     ref_o2: float | None = Field(default=None, ge=0, lt=21)
     o2_mean: float | None = None
     production: bool = True
 
     @property
+    @abstractmethod
+    def end(self) -> datetime:
+        """End of the period (exclusive)."""
+
+    @abstractmethod
+    def invalid_reason(self) -> str:
+        """Why the period is invalid, in the standard's terms."""
+
+
+class HourValue(PeriodValue):
+    """One closed hour (``start`` = start of the hour, the HJ 212 DataTime of a 2061)."""
+
+    valid_minutes: int = Field(ge=0, le=60)
+
+    @property
     def end(self) -> datetime:
         """End of the hour (exclusive)."""
         return self.start + timedelta(hours=1)
 
+    def invalid_reason(self) -> str:
+        """Why the hour is invalid (HJ 212-2017 App. D: 45 valid minutes)."""
+        return (
+            f"invalid hour (flag {self.flag}, {self.valid_minutes} valid minutes; "
+            f"HJ 212-2017 App. D needs {MIN_VALID_MINUTES_PER_HOUR}): "
+            "not judged, reported as data quality"
+        )
 
-class HourVerdict(BaseModel):
-    """The judgement of one hour, with everything an inspector needs to check it."""
+
+class DayValue(PeriodValue):
+    """One closed local day (00:00–24:00 Beijing time) from its hourly means."""
+
+    valid_hours: int = Field(ge=0, le=24)
+
+    @property
+    def end(self) -> datetime:
+        """End of the day (exclusive)."""
+        return self.start + timedelta(days=1)
+
+    def invalid_reason(self) -> str:
+        """Why the day is invalid (HJ 212-2017 App. D: 20 valid hours)."""
+        return (
+            f"invalid day ({self.valid_hours} valid hours; HJ 212-2017 App. D needs "
+            f"{MIN_VALID_HOURS_PER_DAY}): not judged, its emission total not valid"
+        )
+
+
+class Level(StrEnum):
+    """Where a value stands against one limit, in the terms inspectors use."""
+
+    WITHIN = "within"
+    WARNING = "warning"
+    ABOVE_ULTRA_LOW = "above_ultra_low"
+    ABOVE_STANDARD = "above_standard"
+    ABOVE_FUGITIVE = "above_fugitive"
+
+
+#: (中文, English) of each level. 超标 is reserved for the enforceable standard or permit
+#: value; above an ultra-low target is 超过超低排放限值 (LIMITS.md N4); 预警 is below the limit.
+LEVEL_TERMS: dict[Level, tuple[str, str]] = {
+    Level.WITHIN: ("达标", "within the limit"),
+    Level.WARNING: ("预警", "warning: near the limit"),
+    Level.ABOVE_ULTRA_LOW: ("超过超低排放限值", "above the ultra-low emission limit"),
+    Level.ABOVE_STANDARD: ("超标", "above the emission standard (legal limit)"),
+    Level.ABOVE_FUGITIVE: ("超过车间扬尘控制值", "above the workshop dust value"),
+}
+
+_EXCEEDED: dict[LimitKind, tuple[Level, Severity]] = {
+    LimitKind.STANDARD: (Level.ABOVE_STANDARD, Severity.CRITICAL),
+    LimitKind.ULTRA_LOW: (Level.ABOVE_ULTRA_LOW, Severity.ALARM),
+    LimitKind.FUGITIVE: (Level.ABOVE_FUGITIVE, Severity.ALARM),
+}
+
+
+class LimitVerdict(BaseModel):
+    """The judgement of one period against one limit (one program, kind and O2 basis)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    program: str | None
+    kind: LimitKind
+    row_id: str | None
+    averaging: Literal["hour", "day"]
+    status: HourStatus
+    level: Level | None = None
+    severity: Severity | None = None
+    value: float | None = None
+    basis: Basis | None = None
+    ref_o2: float | None = None
+    o2_from_row: str | None = None
+    limit: float
+    warning_level: float
+    unconfirmed: bool = False
+    reason: str
+
+    @property
+    def term_zh(self) -> str | None:
+        """The Chinese term of the level (超标, 超过超低排放限值, 预警, …)."""
+        return LEVEL_TERMS[self.level][0] if self.level else None
+
+
+class PeriodVerdict(BaseModel):
+    """The judgement of one hour or day: every limit's verdict and the one that decides.
+
+    ``verdicts`` holds one entry per applicable limit (legal standard, each ultra-low program,
+    the fugitive value), each on its own O2 basis. The top-level fields repeat the deciding
+    verdict: the most severe, else the governing target (ultra-low or fugitive before the
+    standard). That is the one an alert carries.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     stack_id: str
     factor: str
+    period: Literal["hour", "day"] = "hour"
     start: AwareDatetime
     end: AwareDatetime
     status: HourStatus
     severity: Severity | None = None
+    level: Level | None = None
     value: float | None = Field(default=None, description="The mean compared with `limit`.")
     basis: Basis | None = None
-    limit: float | None = Field(default=None, description="The limit crossed (or the strictest).")
+    limit: float | None = Field(default=None, description="The deciding limit.")
     limit_kind: LimitKind | None = None
     limit_row: str | None = None
     program: str | None = None
@@ -166,28 +275,31 @@ class HourVerdict(BaseModel):
     unconfirmed_limit: bool = False
     reason: str
     evidence: dict[str, Evidence] = Field(default_factory=dict)
+    verdicts: tuple[LimitVerdict, ...] = ()
 
 
-def compared_value(hour: HourValue, limit: Limit) -> tuple[float | None, Basis, str | None]:
+def compared_value(value: PeriodValue, limit: Limit) -> tuple[float | None, Basis, str | None]:
     """The mean to compare with ``limit``, its basis, and an error reason if it cannot be had.
 
-    A limit with a reference O2 needs the converted mean *at that same reference*; a limit
-    without one is judged on the measured concentration (LIMITS.md N3).
+    A limit without a reference O2 is judged on the measured concentration (LIMITS.md N3). A
+    limit with one is judged on the mean converted to *its* reference: eq. 28 is linear in
+    (21 − O2_ref), so a mean at reference r1 is at r2 after × (21 − r2)/(21 − r1), minute by
+    minute and so for the mean (exact decimal arithmetic).
     """
     if limit.ref_o2 is None:
-        if hour.mean_measured is None:
+        if value.mean_measured is None:
             return None, Basis.MEASURED, "no measured mean for a measured-basis limit"
-        return hour.mean_measured, Basis.MEASURED, None
-    if hour.mean_converted is None:
-        return None, Basis.CONVERTED, f"no mean converted to {limit.ref_o2:g} % O2"
-    if hour.ref_o2 is None or exact(hour.ref_o2) != exact(limit.ref_o2):
-        at = "unknown" if hour.ref_o2 is None else f"{hour.ref_o2:g} %"
-        return (
-            None,
-            Basis.CONVERTED,
-            f"converted mean is at {at} O2 but limit {limit.row_id or ''} is at {limit.ref_o2:g} %",
-        )
-    return hour.mean_converted, Basis.CONVERTED, None
+        return value.mean_measured, Basis.MEASURED, None
+    if value.mean_converted is None or value.ref_o2 is None:
+        return None, Basis.CONVERTED, f"no mean converted to a reference O2 for {limit.ref_o2:g} %"
+    if exact(value.ref_o2) == exact(limit.ref_o2):
+        return value.mean_converted, Basis.CONVERTED, None
+    scaled = (
+        exact(value.mean_converted)
+        * (21 - exact(limit.ref_o2))
+        / (21 - exact(value.ref_o2))
+    )
+    return float(scaled), Basis.CONVERTED, None
 
 
 def _strictest(limits: Sequence[Limit], kind: LimitKind) -> Limit | None:
@@ -195,111 +307,187 @@ def _strictest(limits: Sequence[Limit], kind: LimitKind) -> Limit | None:
     return min(rows, key=lambda lim: exact(lim.limit_mg_m3)) if rows else None
 
 
-def _hour_evidence(hour: HourValue) -> dict[str, Evidence]:
-    return {
-        "mean_converted": hour.mean_converted,
-        "mean_measured": hour.mean_measured,
-        "valid_minutes": hour.valid_minutes,
-        "flag": hour.flag,
-        "ref_o2": hour.ref_o2,
-        "o2_mean": hour.o2_mean,
+def _evidence(value: PeriodValue) -> dict[str, Evidence]:
+    out: dict[str, Evidence] = {
+        "mean_converted": value.mean_converted,
+        "mean_measured": value.mean_measured,
+        "flag": value.flag,
+        "ref_o2": value.ref_o2,
+        "o2_mean": value.o2_mean,
     }
+    if isinstance(value, HourValue):
+        out["valid_minutes"] = value.valid_minutes
+    elif isinstance(value, DayValue):
+        out["valid_hours"] = value.valid_hours
+    return out
 
 
-def judge_hour(hour: HourValue, limits: Sequence[Limit]) -> HourVerdict:
-    """Judge one hourly mean against the limits that apply to its stack and factor.
+def judge_limit(value: PeriodValue, limit: Limit) -> LimitVerdict:
+    """One valid period against one limit, on the limit's own O2 basis.
 
-    Several rows of one kind (e.g. two programs) → the strictest of that kind applies. Fugitive
-    / workshop rows are never compared with stack CEMS values (LIMITS.md N2).
+    Above the limit: 超标 (standard, critical), 超过超低排放限值 (ultra-low, alarm), above the
+    workshop value (fugitive, alarm). Above the warning level but not the limit: 预警.
     """
-    base: dict[str, Any] = {
-        "stack_id": hour.stack_id,
-        "factor": hour.factor,
-        "start": hour.start,
-        "end": hour.end,
-        "evidence": _hour_evidence(hour),
+    compared, basis, error = compared_value(value, limit)
+    common: dict[str, Any] = {
+        "program": limit.program,
+        "kind": limit.kind,
+        "row_id": limit.row_id,
+        "averaging": limit.averaging,
+        "basis": basis,
+        "ref_o2": limit.ref_o2,
+        "o2_from_row": limit.o2_from_row,
+        "limit": limit.limit_mg_m3,
+        "warning_level": float(limit.warning_level),
+        "unconfirmed": limit.unconfirmed,
     }
-    if not hour.production:
-        return HourVerdict(
-            status=HourStatus.STOPPED,
-            reason="the stack was stopped (停运) for this hour: not judged, and not counted "
-            "as missing data (HJ 75)",
-            **base,
+    if error is not None or compared is None:
+        return LimitVerdict(status=HourStatus.UNJUDGED, reason=error or "no value", **common)
+    on = "measured" if limit.ref_o2 is None else f"at {limit.ref_o2:g} % O2"
+    if exact(compared) > exact(limit.limit_mg_m3):
+        level, severity = _EXCEEDED[limit.kind]
+        return LimitVerdict(
+            status=HourStatus.EXCEEDANCE,
+            level=level,
+            severity=severity,
+            value=compared,
+            reason=f"{compared:g} ({on}) > {limit.kind.value} limit {limit.limit_mg_m3:g}: "
+            f"{LEVEL_TERMS[level][0]}",
+            **common,
         )
-    stack_limits = [lim for lim in limits if lim.kind is not LimitKind.FUGITIVE]
-    if not stack_limits:
-        reason = "no stack limit applies" + (
-            " (fugitive/workshop limits are not compared with stack CEMS values)" if limits else ""
+    if exact(compared) > limit.warning_level:
+        return LimitVerdict(
+            status=HourStatus.WARNING,
+            level=Level.WARNING,
+            severity=Severity.WARNING,
+            value=compared,
+            reason=f"{compared:g} ({on}) > warning level {float(limit.warning_level):g} "
+            f"({limit.warning_fraction:.0%} of {limit.limit_mg_m3:g}): 预警",
+            **common,
         )
-        return HourVerdict(status=HourStatus.UNJUDGED, reason=reason, **base)
-    ultra = _strictest(stack_limits, LimitKind.ULTRA_LOW)
-    standard = _strictest(stack_limits, LimitKind.STANDARD)
+    return LimitVerdict(
+        status=HourStatus.COMPLIANT,
+        level=Level.WITHIN,
+        value=compared,
+        reason=f"{compared:g} ({on}) within {limit.limit_mg_m3:g}",
+        **common,
+    )
+
+
+_GOVERNING = {LimitKind.ULTRA_LOW: 2, LimitKind.FUGITIVE: 2, LimitKind.STANDARD: 1}
+_STATUS_RANK = {HourStatus.EXCEEDANCE: 3, HourStatus.WARNING: 2, HourStatus.COMPLIANT: 1}
+
+
+def _deciding(verdicts: Sequence[LimitVerdict]) -> LimitVerdict:
+    """The most severe verdict; among equals the governing target, then the largest ratio."""
+
+    def rank(v: LimitVerdict) -> tuple[int, int, int, Fraction]:
+        ratio = exact(v.value) / exact(v.limit) if v.value is not None else Fraction(0)
+        severity = v.severity.rank if v.severity else 0
+        return severity, _STATUS_RANK.get(v.status, 0), _GOVERNING[v.kind], ratio
+
+    return max(verdicts, key=rank)
+
+
+def _period_limits(limits: Sequence[Limit], averaging: str) -> list[Limit]:
+    """The limits judged on this period; at a point with stack limits the fugitive (area)
+    rows are left out, so a workshop value is never compared with stack CEMS data (N2)."""
+    rows = [lim for lim in limits if lim.averaging == averaging]
+    stack = [lim for lim in rows if lim.kind is not LimitKind.FUGITIVE]
+    return stack or rows
+
+
+def _judge_period(value: PeriodValue, limits: Sequence[Limit], period: str) -> PeriodVerdict:
+    base: dict[str, Any] = {
+        "stack_id": value.stack_id,
+        "factor": value.factor,
+        "period": period,
+        "start": value.start,
+        "end": value.end,
+        "evidence": _evidence(value),
+    }
+    rows = _period_limits(limits, period)
+    if not rows:
+        return PeriodVerdict(
+            status=HourStatus.UNJUDGED, reason=f"no {period}ly limit applies", **base
+        )
+    ultra = _strictest(rows, LimitKind.ULTRA_LOW)
+    standard = _strictest(rows, LimitKind.STANDARD)
     base["ultra_low_limit"] = ultra.limit_mg_m3 if ultra else None
     base["standard_limit"] = standard.limit_mg_m3 if standard else None
-    if not hour.valid:
-        return HourVerdict(
-            status=HourStatus.INVALID,
-            reason=(
-                f"invalid hour (flag {hour.flag}, {hour.valid_minutes} valid minutes; "
-                f"HJ 212-2017 App. D needs {MIN_VALID_MINUTES_PER_HOUR}): "
-                "not judged, reported as data quality"
-            ),
-            **base,
-        )
-    primary = ultra or standard
-    assert primary is not None  # stack_limits is non-empty and holds only these two kinds
-    values: dict[LimitKind, float] = {}
-    for lim in (ultra, standard):
-        if lim is None:
-            continue
-        value, basis, error = compared_value(hour, lim)
-        if error is not None or value is None:
-            return HourVerdict(
-                status=HourStatus.UNJUDGED, reason=error or "no value", basis=basis, **base
+
+    def not_judged(status: HourStatus, reason: str) -> PeriodVerdict:
+        verdicts = tuple(
+            LimitVerdict(
+                program=lim.program,
+                kind=lim.kind,
+                row_id=lim.row_id,
+                averaging=lim.averaging,
+                status=status,
+                ref_o2=lim.ref_o2,
+                o2_from_row=lim.o2_from_row,
+                limit=lim.limit_mg_m3,
+                warning_level=float(lim.warning_level),
+                unconfirmed=lim.unconfirmed,
+                reason=reason,
             )
-        values[lim.kind] = value
+            for lim in rows
+        )
+        return PeriodVerdict(status=status, reason=reason, verdicts=verdicts, **base)
 
-    def verdict(status: HourStatus, sev: Severity | None, lim: Limit, reason: str) -> HourVerdict:
-        return HourVerdict(
-            status=status,
-            severity=sev,
-            value=values[lim.kind],
-            basis=Basis.MEASURED if lim.ref_o2 is None else Basis.CONVERTED,
-            limit=lim.limit_mg_m3,
-            limit_kind=lim.kind,
-            limit_row=lim.row_id,
-            program=lim.program,
-            ref_o2=lim.ref_o2,
-            warning_level=float(lim.warning_level),
-            unconfirmed_limit=lim.unconfirmed,
-            reason=reason,
+    if not value.production:
+        return not_judged(
+            HourStatus.STOPPED,
+            f"the stack was stopped (停运) for this {period}: not judged, and not counted "
+            "as missing data (HJ 75)",
+        )
+    if not value.valid:
+        return not_judged(HourStatus.INVALID, value.invalid_reason())
+    verdicts = tuple(judge_limit(value, lim) for lim in rows)
+    judged = [v for v in verdicts if v.status is not HourStatus.UNJUDGED]
+    if not judged:
+        first = verdicts[0]
+        return PeriodVerdict(
+            status=HourStatus.UNJUDGED,
+            reason=first.reason,
+            basis=first.basis,
+            verdicts=verdicts,
             **base,
         )
+    top = _deciding(judged)
+    return PeriodVerdict(
+        status=top.status,
+        severity=top.severity,
+        level=top.level,
+        value=top.value,
+        basis=top.basis,
+        limit=top.limit,
+        limit_kind=top.kind,
+        limit_row=top.row_id,
+        program=top.program,
+        ref_o2=top.ref_o2,
+        warning_level=top.warning_level,
+        unconfirmed_limit=top.unconfirmed,
+        reason=top.reason,
+        verdicts=verdicts,
+        **base,
+    )
 
-    if standard is not None and exact(values[LimitKind.STANDARD]) > exact(standard.limit_mg_m3):
-        return verdict(
-            HourStatus.EXCEEDANCE,
-            Severity.CRITICAL,
-            standard,
-            f"{values[LimitKind.STANDARD]:g} > standard/permit limit {standard.limit_mg_m3:g}",
-        )
-    if ultra is not None and exact(values[LimitKind.ULTRA_LOW]) > exact(ultra.limit_mg_m3):
-        return verdict(
-            HourStatus.EXCEEDANCE,
-            Severity.ALARM,
-            ultra,
-            f"{values[LimitKind.ULTRA_LOW]:g} > ultra-low limit {ultra.limit_mg_m3:g}",
-        )
-    v = values[primary.kind]
-    if exact(v) > primary.warning_level:
-        return verdict(
-            HourStatus.WARNING,
-            Severity.WARNING,
-            primary,
-            f"{v:g} > warning level {float(primary.warning_level):g} "
-            f"({primary.warning_fraction:.0%} of {primary.limit_mg_m3:g})",
-        )
-    return verdict(HourStatus.COMPLIANT, None, primary, f"{v:g} within {primary.limit_mg_m3:g}")
+
+def judge_hour(hour: HourValue, limits: Sequence[Limit]) -> PeriodVerdict:
+    """Judge one hourly mean against every hourly limit of its stack and factor.
+
+    Each limit is judged on its own O2 basis and gives its own verdict (two programs at 6 %
+    and 9 % O2 give two verdicts); the deciding one is the most severe. Invalid hours (fewer
+    than 45 valid minutes) are never exceedances; stopped hours are not judged.
+    """
+    return _judge_period(hour, limits, "hour")
+
+
+def judge_day(day: DayValue, limits: Sequence[Limit]) -> PeriodVerdict:
+    """Judge one daily mean against the daily limits, where any exist (a day is valid with
+    ≥ 20 valid hours)."""
+    return _judge_period(day, limits, "day")
 
 
 # ----------------------------------------------------------------------------- conformity

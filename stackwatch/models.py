@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from stackwatch.compliance import LimitVerdict
 from stackwatch.intervals import IntervalLabel
 
 
@@ -207,6 +208,16 @@ class AggregateRecord(BaseModel):
     )
     coverage_minutes: float | None = Field(
         default=None, description="Minutes of the period covered by valid minute records."
+    )
+    mass_valid: bool | None = Field(
+        default=None,
+        description="Whether `mass_kg` is a valid total: a valid hour's, or a valid day's "
+        "(≥ 20 valid hours); None where no mass is computed.",
+    )
+    verdicts: tuple[LimitVerdict, ...] = Field(
+        default=(),
+        description="The period judged against every limit in force (hours and days; one "
+        "verdict per program, kind and O2 basis).",
     )
 
 

@@ -251,6 +251,7 @@ def normalise(
     warnings: list[str] = []
     suffix = VALUE_SUFFIX[kind]
     values = _factor_readings(frame, suffix, stack, cfg, warnings)
+    _derive_nox(values, cfg, warnings)
     stop_reason = _stop_reason(values, cfg)
     ref_o2 = ref_o2_for(stack, frame.data_time)
     o2 = values[O2].value if O2 in values else None
@@ -304,6 +305,29 @@ def _declared_interval_s(cn: str, stack: StackInfo) -> int | None:
         return stack.rtd_interval_s
     period = PERIOD_OF_CN.get(cn)
     return int(period.total_seconds()) if period is not None else None
+
+
+NOX, NO, NO2 = "a21002", "a21003", "a21004"
+
+#: NO expressed as NO2 (46/30, rounded as HJ 75-2017 writes it): NOx = 1.53 × NO + NO2.
+NO_AS_NO2 = 1.53
+
+
+def _derive_nox(
+    values: dict[str, FactorReading], cfg: NormaliseConfig, warnings: list[str]
+) -> None:
+    """NOx (as NO2) from NO and NO2 when the logger sends those but no a21002 (HJ 75-2017:
+    NOx = 1.53 × NO + NO2). The flag is NO's unless NO2's is invalid; the logger's own
+    converted values are not combined (ours are computed from the derived value)."""
+    no, no2 = values.get(NO), values.get(NO2)
+    if NOX in values or no is None or no2 is None or no.value is None or no2.value is None:
+        return
+    flag = no2.flag if no2.flag not in cfg.valid_flags else no.flag
+    cou = None
+    if no.cou is not None and no2.cou is not None:
+        cou = NO_AS_NO2 * no.cou + no2.cou
+    values[NOX] = FactorReading(value=NO_AS_NO2 * no.value + no2.value, flag=flag, cou=cou)
+    warnings.append("nox_derived: a21002 = 1.53 × a21003 (NO) + a21004 (NO2) (HJ 75-2017)")
 
 
 def _factor_readings(

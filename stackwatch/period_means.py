@@ -25,6 +25,7 @@ from stackwatch.averaging import (
     aggregate,
     emission_hour,
 )
+from stackwatch.compliance import LimitVerdict
 from stackwatch.intervals import covered_minutes
 from stackwatch.models import AggregateRecord
 from stackwatch.normalise import FLOW, POLLUTANTS
@@ -219,8 +220,13 @@ def aggregate_record(
     *,
     stopped: bool = False,
     logger_mean: float | None = None,
+    verdicts: tuple[LimitVerdict, ...] = (),
 ) -> AggregateRecord:
-    """The record of one factor's period for the aggregates topics."""
+    """The record of one factor's period for the aggregates topics.
+
+    `mass_valid`: an hour's mass exists only when the hour is valid; a day's total is valid
+    only when the day is (≥ 20 valid hours), though it always sums the valid hours it has.
+    """
     agg = means.agg
     limit = limits.ultra_low(code)
     return AggregateRecord(
@@ -248,4 +254,6 @@ def aggregate_record(
         coverage_minutes=agg.coverage_minutes,
         stopped=stopped,
         logger_mean=logger_mean,
+        mass_valid=agg.valid if means.mass_kg is not None else None,
+        verdicts=verdicts,
     )

@@ -45,6 +45,7 @@ from stackwatch.alerts import (
     AlertEvent,
     Condition,
     Rule,
+    day_conditions,
     hour_conditions,
     provisional_condition,
 )
@@ -54,7 +55,16 @@ from stackwatch.averaging import (
     Sample,
     aggregate,
 )
-from stackwatch.compliance import Evidence, HourValue, RollingMean, judge_hour
+from stackwatch.compliance import (
+    DayValue,
+    Evidence,
+    HourValue,
+    PeriodVerdict,
+    RollingMean,
+    judge_day,
+    judge_hour,
+)
+from stackwatch.emission_totals import EmissionTotals
 from stackwatch.intervals import (
     Cadence,
     IntervalLabel,
@@ -147,6 +157,7 @@ class StackProcessor:
         self.encryption_problem = False
         self.mismatch: dict[str, bool] = {}
         self.archived: dict[str, str] = {}
+        self.totals = EmissionTotals()
         self._quality_cfgs: dict[int, QualityConfig] = {}
 
     def _windows(
@@ -516,7 +527,12 @@ class StackProcessor:
             )
             snap = rolling.add(end, basis_value, valid, length.total_seconds() / 60)
             cond = provisional_condition(
-                self.stack_id, code, snap, limit.limit_mg_m3, ref_o2=limit.ref_o2
+                self.stack_id,
+                code,
+                snap,
+                limit.limit_mg_m3,
+                ref_o2=limit.ref_o2,
+                limit_kind=limit.kind.value,
             )
             if cond is not None:
                 self._observe(cond.model_copy(update={"flag": flag_used}), out)
@@ -741,16 +757,25 @@ class StackProcessor:
         key = _iso(closed.start)
         o2 = means.factors.get(O2)
         for code, factor in means.factors.items():
+            verdict = None
+            if not provisional:
+                verdict = self._judge_hour(
+                    factor, code, o2, limits, out, stopped=means.stopped, late=late
+                )
             out.aggregates.append(
                 aggregate_record(
                     self.stack_id, code, factor, limits, means.source, closed.revision,
                     stopped=means.stopped, logger_mean=logger.get(code),
+                    verdicts=verdict.verdicts if verdict else (),
                 )
             )
-            if not provisional:
-                self._judge_hour(factor, code, o2, limits, out, stopped=means.stopped, late=late)
+            if not provisional and any(c.factor == code for c in limits.permit_caps):
+                self.totals.record_hour(code, closed.start, factor.mass_kg)
             item = factor.as_hour_item(means.source, means.stopped)
             self._add_day_item(closed.start, f"{key}|{code}", item.to_json(), limits, out)
+        if limits.permit_caps and not provisional:
+            conds = self.totals.conditions(self.stack_id, limits.permit_caps, closed.start)
+            self._observe_all(conds, out)
         if content.minutes and logger and not provisional:
             computed = {
                 code: f.agg.mean
@@ -769,10 +794,10 @@ class StackProcessor:
         *,
         stopped: bool,
         late: bool,
-    ) -> None:
+    ) -> PeriodVerdict | None:
         factor_limits = limits.by_factor.get(code)
         if not factor_limits:
-            return
+            return None
         agg, zs_mean = factor.agg, factor.zs_mean
         o2_agg = o2.agg if o2 is not None else None
         flag = agg.flag if agg.valid else (agg.dominant_invalid_flag or agg.flag)
@@ -801,6 +826,7 @@ class StackProcessor:
                     update={"evidence": dict(cond.evidence) | {"backfill": True}}
                 )
                 out.alerts.extend(self.book.observe_late(late_cond))
+        return verdict
 
     def _close_day(self, closed: ClosedWindow, limits: StackLimits, out: Outputs) -> None:
         hours: dict[str, list[tuple[WindowItem, HourItem]]] = {}
@@ -821,12 +847,40 @@ class StackProcessor:
         logger_values = logger.values() if logger else {}
         for means in days:
             for code, factor in means.factors.items():
+                verdict = self._judge_day(factor, code, limits, out, stopped=means.stopped)
                 out.aggregates.append(
                     aggregate_record(
                         self.stack_id, code, factor, limits, means.source, closed.revision,
                         stopped=means.stopped, logger_mean=logger_values.get(code),
+                        verdicts=verdict.verdicts if verdict else (),
                     )
                 )
+                if any(c.factor == code for c in limits.permit_caps):
+                    self.totals.record_day(code, closed.start, factor.mass_kg)
+
+    def _judge_day(
+        self, factor: FactorPeriod, code: str, limits: StackLimits, out: Outputs, *, stopped: bool
+    ) -> PeriodVerdict | None:
+        """A day against the daily limits of its factor, where any exist."""
+        day_limits = [lim for lim in limits.by_factor.get(code, ()) if lim.averaging == "day"]
+        if not day_limits:
+            return None
+        agg = factor.agg
+        day = DayValue(
+            stack_id=self.stack_id,
+            factor=code,
+            start=agg.start,
+            mean_converted=factor.zs_mean,
+            mean_measured=agg.mean if agg.valid else None,
+            valid=agg.valid,
+            valid_hours=min(agg.count_valid, 24),
+            flag=agg.flag,
+            ref_o2=limits.ref_o2,
+            production=not stopped,
+        )
+        verdict = judge_day(day, day_limits)
+        self._observe_all(day_conditions(day, verdict), out)
+        return verdict
 
     def _compare_logger_hour(
         self,
@@ -930,6 +984,7 @@ class StackProcessor:
             # Copies: the snapshot is stored as is and must not change with later processing.
             "mismatch": dict(self.mismatch),
             "archived": dict(self.archived),
+            "totals": self.totals.to_state(),
         }
 
     @classmethod
@@ -960,6 +1015,7 @@ class StackProcessor:
         proc.pending_from_start = bool(state.get("pending_from_start", False))
         proc.mismatch = dict(state.get("mismatch", {}))
         proc.archived = dict(state.get("archived", {}))
+        proc.totals = EmissionTotals.from_state(state.get("totals"))
         return proc
 
 

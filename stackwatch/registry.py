@@ -11,9 +11,11 @@ Canonical sector/process identifiers are shared with the limit catalogue and sim
 |---|---|
 | power | coal_boiler |
 | boiler | coal_boiler, gas_boiler |
-| cement | kiln_tail, kiln_head, coal_mill, cement_mill, packing, grinding_workshop |
-| steel | sinter, pellet, coke_oven, reheating_furnace, hot_blast_stove, other |
-| coking | coke_oven_stack, charging, pushing, dry_quenching |
+| cement | kiln_tail, kiln_head, coal_mill, cement_mill, packing, dryer, grinding_workshop |
+| steel | sinter, pellet, coke_oven, reheating_furnace, hot_blast_stove, converter, other, |
+|       | own_coal_boiler, own_gas_boiler, own_gas_turbine, own_oil_boiler (自备电厂) |
+| coking | coke_oven_stack, charging, pushing, dry_quenching, tube_furnace, crushing, |
+|        | ammonium_sulfate_drying |
 | aluminium | electrolysis |
 | carbon | anode_baking |
 | glass | furnace |
@@ -28,8 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -56,10 +59,31 @@ SECTOR_PROCESSES: dict[str, tuple[str, ...]] = {
         "coal_mill",
         "cement_mill",
         "packing",
+        "dryer",
         "grinding_workshop",
     ),
-    "steel": ("sinter", "pellet", "coke_oven", "reheating_furnace", "hot_blast_stove", "other"),
-    "coking": ("coke_oven_stack", "charging", "pushing", "dry_quenching"),
+    "steel": (
+        "sinter",
+        "pellet",
+        "coke_oven",
+        "reheating_furnace",
+        "hot_blast_stove",
+        "converter",
+        "other",
+        "own_coal_boiler",
+        "own_gas_boiler",
+        "own_gas_turbine",
+        "own_oil_boiler",
+    ),
+    "coking": (
+        "coke_oven_stack",
+        "charging",
+        "pushing",
+        "dry_quenching",
+        "tube_furnace",
+        "crushing",
+        "ammonium_sulfate_drying",
+    ),
     "aluminium": ("electrolysis",),
     "carbon": ("anode_baking",),
     "glass": ("furnace",),
@@ -109,6 +133,43 @@ class Sm4Key(BaseModel):
         return self.valid_until is None or when <= self.valid_until
 
 
+class ProgramPeriod(BaseModel):
+    """The ultra-low program a stack is judged by over a span of days (its retrofit schedule).
+
+    A plant retrofitted by its own deadline moves from one program to the next on that day,
+    not on the catalogue's date for everyone (e.g. Henan's 2019 cement values until the plant's
+    national-2024 deadline). Both bounds are inclusive; None = open.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    program: str = Field(min_length=1)
+    since: date | None = None
+    until: date | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> ProgramPeriod:
+        if self.since is not None and self.until is not None and self.until < self.since:
+            raise ValueError(f"program {self.program}: until {self.until} is before {self.since}")
+        return self
+
+    def covers(self, day: date) -> bool:
+        """Whether `day` falls in this period."""
+        return (self.since is None or self.since <= day) and (
+            self.until is None or day <= self.until
+        )
+
+
+class PermitCap(BaseModel):
+    """A permitted total emission (排污许可 许可排放量) of one pollutant per year or month."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    factor: str = Field(pattern=r"^a\d{5}$", description="HJ 212 pollutant code, e.g. a21026.")
+    tonnes: float = Field(gt=0, allow_inf_nan=False, description="Cap in tonnes per period.")
+    per: Literal["year", "month"] = "year"
+
+
 class StackInfo(BaseModel):
     """One monitored point (a stack, or a workshop dust monitor) and its data logger."""
 
@@ -127,7 +188,17 @@ class StackInfo(BaseModel):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     program: str | None = Field(
-        default=None, description="Limit program applying to this stack (None = catalogue default)."
+        default=None,
+        description="Ultra-low program this stack is judged by (None = every program the "
+        "catalogue has in force for its place and day).",
+    )
+    program_schedule: list[ProgramPeriod] = Field(
+        default_factory=list,
+        description="The stack's own program changes by date (retrofit deadlines); a day "
+        "outside every period falls back to `program`.",
+    )
+    permit_caps: list[PermitCap] = Field(
+        default_factory=list, description="Permitted emission totals (t per year or month)."
     )
     system_type: str | None = Field(
         default=None,
@@ -187,7 +258,20 @@ class StackInfo(BaseModel):
             raise ValueError(f"unknown process {self.process!r} for sector {self.sector!r}")
         if self.password is not None and self.password_sha256 is not None:
             raise ValueError("give either password or password_sha256, not both")
+        periods = sorted(self.program_schedule, key=lambda p: p.since or date.min)
+        for before, after in itertools.pairwise(periods):
+            if before.until is None or after.since is None or after.since <= before.until:
+                raise ValueError(
+                    f"program_schedule periods overlap: {before.program} and {after.program}"
+                )
         return self
+
+    def program_on(self, day: date) -> str | None:
+        """The ultra-low program the stack is judged by on `day`."""
+        for period in self.program_schedule:
+            if period.covers(day):
+                return period.program
+        return self.program
 
     def keys_at(self, when: datetime) -> list[bytes]:
         """The SM4 keys that open this logger's frames at `when`, current first."""

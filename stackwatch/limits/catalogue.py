@@ -130,6 +130,85 @@ def _resolve_o2(rules: Iterable[LimitRule]) -> tuple[float | None, O2Basis]:
     return None, O2Basis.NOT_STATED
 
 
+
+def _pinned_program(rules: Iterable[LimitRule], program: str, at: date) -> list[LimitRule]:
+    """The ultra-low rows of `program` a stack pinned to it is judged by on `at`: per factor
+    and averaging, the latest version that started on or before `at`."""
+    latest: dict[tuple[str, Averaging], LimitRule] = {}
+    for rule in rules:
+        if rule.kind is not LimitKind.ULTRA_LOW or rule.program != program:
+            continue
+        if rule.valid_from > at:
+            continue
+        key = (rule.factor, rule.averaging)
+        held = latest.get(key)
+        if held is None or (rule.valid_from, rule.jurisdiction_depth) > (
+            held.valid_from,
+            held.jurisdiction_depth,
+        ):
+            latest[key] = rule
+    return list(latest.values())
+
+
+def inherit_o2_basis(rules: Sequence[LimitRule], donors: Sequence[LimitRule]) -> list[LimitRule]:
+    """Give each rule whose source states no O2 basis the basis of the row it refines.
+
+    A city or provincial text often repeats the national values without the reference O2
+    (LIMITS.md S8: Luoyang's sinter row vs the national 16 %). Precedence is per field: the
+    most specific row gives the limit, but a row that is silent on the basis never erases a
+    general row's basis. The donor is a rule in force at the same point, of a wider
+    jurisdiction that covers the silent row's (a national row for a city's), preferring the
+    same kind, then the same factor, then the most specific and most recent. Without a donor
+    the basis stays `not_stated` (judged on the measured value, verdict marked unconfirmed).
+    """
+    out: list[LimitRule] = []
+    for rule in rules:
+        if rule.o2_basis is not O2Basis.NOT_STATED:
+            out.append(rule)
+            continue
+        candidates = [
+            d
+            for d in donors
+            if d.o2_basis is not O2Basis.NOT_STATED
+            and d.jurisdiction_depth < rule.jurisdiction_depth
+            and jurisdiction_covers(d.jurisdiction, rule.jurisdiction)
+        ]
+        if not candidates:
+            out.append(rule)
+            continue
+        donor = max(
+            candidates,
+            key=lambda d: (
+                d.kind is rule.kind,
+                d.factor == rule.factor,
+                d.jurisdiction_depth,
+                d.valid_from,
+            ),
+        )
+        out.append(
+            rule.model_copy(
+                update={
+                    "o2_basis": donor.o2_basis,
+                    "ref_o2": donor.ref_o2,
+                    "o2_from_row": donor.row_id,
+                }
+            )
+        )
+    return out
+
+
+def _permit_basis_donor(rules: Sequence[LimitRule], factor: str) -> LimitRule | None:
+    """The rule whose O2 basis a new permit value takes: the point's standard (same factor
+    first), else its ultra-low target; None when no rule states one."""
+    stated = [r for r in rules if r.o2_basis is not O2Basis.NOT_STATED]
+    if not stated:
+        return None
+    return max(
+        stated,
+        key=lambda r: (r.kind is LimitKind.STANDARD, r.factor == factor, r.jurisdiction_depth),
+    )
+
+
 class LimitCatalogue(BaseModel):
     """All limit rules, validated as a whole (no overlapping versions, no mixed point types)."""
 
@@ -208,24 +287,31 @@ class LimitCatalogue(BaseModel):
     ) -> list[LimitRule]:
         """The rules in force on day `at` at one monitored point.
 
-        Both the ultra-low target and the enforceable standard are returned where both exist
-        (LIMITS.md N4). `program` selects which ultra-low program the stack is assessed under
-        (standard and fugitive rules are kept). `jurisdiction` ('Henan/Sanmenxia') keeps the
-        national rules plus those of that province/city; None applies no jurisdiction filter
-        (catalogue browsing). `overrides` are per-stack values, see `apply_overrides`.
+        Every program in force is returned: the enforceable standard, each ultra-low target,
+        the fugitive value (LIMITS.md N4). `program` pins the ultra-low program the stack is
+        assessed under (the stack's own retrofit schedule): its rows apply from their
+        `valid_from`, also after the catalogue's `valid_to` (the stack keeps the program until
+        its registry moves it on); other ultra-low programs are left out, standard and fugitive
+        rules are kept. `jurisdiction` ('Henan/Sanmenxia') keeps the national rules plus those
+        of that province/city; None applies no jurisdiction filter (catalogue browsing). A row
+        whose source states no O2 basis takes the basis of the more general row it refines
+        (`inherit_o2_basis`). `overrides` are per-stack values, see `apply_overrides`.
         """
         self._check_point(sector, process)
         if program is not None and program not in self._programs:
             raise UnknownProgramError(
                 f"unknown program {program!r}; known: {', '.join(sorted(self._programs))}"
             )
-        rules = [
+        here = [
             r
             for r in self._by_point.get((sector, process), [])
-            if r.in_force(at)
-            and (jurisdiction is None or jurisdiction_covers(r.jurisdiction, jurisdiction))
-            and (program is None or r.kind is not LimitKind.ULTRA_LOW or r.program == program)
+            if jurisdiction is None or jurisdiction_covers(r.jurisdiction, jurisdiction)
         ]
+        in_force = [r for r in here if r.in_force(at)]
+        rules = [r for r in in_force if program is None or r.kind is not LimitKind.ULTRA_LOW]
+        if program is not None:
+            rules.extend(_pinned_program(here, program, at))
+        rules = inherit_o2_basis(rules, in_force)
         if overrides:
             rules = self.apply_overrides(
                 rules, overrides, sector=sector, process=process, at=at, jurisdiction=jurisdiction
@@ -233,6 +319,7 @@ class LimitCatalogue(BaseModel):
         rules.sort(
             key=lambda r: (
                 _FACTOR_ORDER[r.factor],
+                r.averaging.value,
                 _KIND_ORDER[r.kind],
                 r.jurisdiction_depth,
                 r.program,
@@ -250,7 +337,7 @@ class LimitCatalogue(BaseModel):
             stack.sector,
             stack.process,
             at,
-            program=stack.program,
+            program=stack.program_on(at),
             jurisdiction=jurisdiction_for(stack.province, stack.city) or "China",
             overrides=stack.limit_overrides,
         )
@@ -266,6 +353,7 @@ class LimitCatalogue(BaseModel):
         program: str | None = None,
         jurisdiction: str | None = None,
         overrides: Mapping[str, float] | None = None,
+        averaging: Averaging = Averaging.HOUR,
     ) -> LimitRule | None:
         """The one rule of `kind` for `factor` that governs the point on `at`, or None.
 
@@ -282,7 +370,7 @@ class LimitCatalogue(BaseModel):
                 jurisdiction=jurisdiction,
                 overrides=overrides,
             )
-            if r.factor == factor and r.kind is kind
+            if r.factor == factor and r.kind is kind and r.averaging is averaging
         ]
         if not candidates:
             return None
@@ -362,7 +450,7 @@ class LimitCatalogue(BaseModel):
             else LimitKind.STANDARD
         )
         for key, value in overrides.items():
-            kind, factor = self._parse_override_key(key, enforceable)
+            kind, averaging, factor = self._parse_override_key(key, enforceable)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise OverrideError(f"override {key!r}: value must be a number, got {value!r}")
             if not math.isfinite(value) or value <= 0:
@@ -374,7 +462,11 @@ class LimitCatalogue(BaseModel):
                     f"override {key!r}: {sector}/{process} is an area dust monitor; only its "
                     "fugitive value can be overridden (LIMITS.md N2)"
                 )
-            hits = [i for i, r in enumerate(result) if r.kind is kind and r.factor == factor]
+            hits = [
+                i
+                for i, r in enumerate(result)
+                if r.kind is kind and r.factor == factor and r.averaging is averaging
+            ]
             for i in hits:
                 old = result[i]
                 result[i] = old.model_copy(
@@ -391,7 +483,7 @@ class LimitCatalogue(BaseModel):
                     f"override {key!r}: no {kind.value} rule for {factor} at {sector}/{process} "
                     f"on {at}; an ultra-low target needs a catalogue program"
                 )
-            ref, basis = _resolve_o2(result)
+            donor = _permit_basis_donor(result, factor)
             result.append(
                 LimitRule(
                     row_id="override",
@@ -401,9 +493,10 @@ class LimitCatalogue(BaseModel):
                     process=process,
                     factor=factor,
                     limit_mg_m3=float(value),
-                    ref_o2=ref,
-                    o2_basis=basis,
-                    averaging=Averaging.HOUR,
+                    ref_o2=donor.ref_o2 if donor else None,
+                    o2_basis=donor.o2_basis if donor else O2Basis.NOT_STATED,
+                    o2_from_row=donor.row_id if donor else None,
+                    averaging=averaging,
                     valid_from=at,
                     valid_to=at,
                     jurisdiction=jurisdiction or "China",
@@ -411,7 +504,7 @@ class LimitCatalogue(BaseModel):
                     source_url="config:limit_overrides",
                     status=Status.CONFIGURED,
                     origin="override",
-                    note="O2 basis taken from the other rules at this point",
+                    note="O2 basis taken from the point's standard (else ultra-low) rule",
                 )
             )
         return result
@@ -419,23 +512,29 @@ class LimitCatalogue(BaseModel):
     # ----------------------------------------------------------------------------- helpers
 
     @staticmethod
-    def _parse_override_key(key: str, default: LimitKind) -> tuple[LimitKind, str]:
-        kind_text, sep, factor = key.partition(":")
-        if not sep:
-            factor, kind = kind_text, default
-        else:
-            try:
-                kind = LimitKind(kind_text)
-            except ValueError:
-                known = ", ".join(k.value for k in LimitKind)
+    def _parse_override_key(key: str, default: LimitKind) -> tuple[LimitKind, Averaging, str]:
+        """'a21026', 'ultra_low:a21026', 'day:a21026' or 'standard:day:a21026'."""
+        *qualifiers, factor = key.split(":")
+        kind, averaging = default, Averaging.HOUR
+        kinds = {k.value: k for k in LimitKind}
+        periods = {a.value: a for a in Averaging}
+        if len(qualifiers) > 2:
+            raise OverrideError(f"override {key!r}: expected [kind:][hour|day:]factor")
+        for i, word in enumerate(qualifiers):
+            if word in kinds and i == 0:
+                kind = kinds[word]
+            elif word in periods:
+                averaging = periods[word]
+            else:
+                known = ", ".join([*kinds, *periods])
                 raise OverrideError(
-                    f"override {key!r}: unknown kind {kind_text!r} (known: {known})"
-                ) from None
+                    f"override {key!r}: unknown qualifier {word!r} (known: {known})"
+                )
         if factor not in FACTORS:
             raise OverrideError(
                 f"override {key!r}: unknown factor code {factor!r} (known: {', '.join(FACTORS)})"
             )
-        return kind, factor
+        return kind, averaging, factor
 
     @staticmethod
     def _unknown_sector_message(sector: str) -> str:

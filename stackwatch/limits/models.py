@@ -219,6 +219,11 @@ class LimitRule(_RuleCommon):
     catalogue_limit_mg_m3: float | None = Field(
         default=None, description="The catalogue value a per-stack override replaced."
     )
+    o2_from_row: str | None = Field(
+        default=None,
+        description="Row whose O2 basis this rule took because its own text states none "
+        "(docs/limits.md, precedence).",
+    )
 
     @model_validator(mode="after")
     def _check_rule(self) -> LimitRule:

@@ -12,6 +12,13 @@ hand (the tests write the arithmetic next to each expected value):
   the limit of that hour;
 * ay-sinter-1 SO2 exceeds in Beijing hours 22 and 23 (mean 30.0 → converted 45.0 > 35);
 * smx-cement-mill-1 PM is calibrating in Beijing hour 23 (flag C, invalid, every minute too);
+* limit verdicts (limit_verdicts) of every hour with a limit, for its ultra-low program, and
+  for ay-sinter-1 SO2 also the legal standard GB 28662 (180 mg/m³, measured basis); a verdict
+  is an exceedance when the converted (else measured) value is above the limit, a warning above
+  80 % of it: ay-sinter-1 SO2 hours 22–23 (45 > 35) and mobile-boiler-1 PM all day (converted
+  4.0 × 1.5 = 6.0 > 5.0) exceed, nothing is in the warning band;
+* one day_aggregates row per stack and pollutant (mean of the valid hours, valid with ≥ 20
+  valid hours, mass = 24 × 0.5 kg);
 * alerts in each lifecycle state, with events, two acknowledged (25 and 10 minutes to ack),
   notifications, dead letters and raw frames.
 
@@ -354,6 +361,49 @@ FROM hour_aggregates h CROSS JOIN generate_series(0, 59) AS m
 """
 
 
+# Every hour with a limit, judged against its program (docs/limits.md: converted value where
+# the stack has a reference O2, measured otherwise; warning above 80 % of the limit).
+_VERDICTS_FROM_HOURS = """
+INSERT INTO limit_verdicts (stack_id, factor, period, period_start, program, kind, row_id,
+    status, level, value, basis, ref_o2, limit_mg_m3, warning_mg_m3, reason)
+SELECT stack_id, factor, 'hour', period_start, limit_program, 'ultra_low', 'demo',
+       CASE WHEN NOT valid THEN 'invalid'
+            WHEN coalesce(zs_mean, mean) > limit_mg_m3 THEN 'exceedance'
+            WHEN coalesce(zs_mean, mean) > 0.8 * limit_mg_m3 THEN 'warning'
+            ELSE 'compliant' END,
+       CASE WHEN NOT valid THEN NULL
+            WHEN coalesce(zs_mean, mean) > limit_mg_m3 THEN 'above_ultra_low'
+            WHEN coalesce(zs_mean, mean) > 0.8 * limit_mg_m3 THEN 'warning'
+            ELSE 'within' END,
+       CASE WHEN valid THEN coalesce(zs_mean, mean) END,
+       CASE WHEN zs_mean IS NULL THEN 'measured' ELSE 'converted' END,
+       ref_o2, limit_mg_m3, 0.8 * limit_mg_m3, 'demo verdict'
+FROM hour_aggregates WHERE limit_mg_m3 IS NOT NULL
+"""
+
+# The sinter SO2 hours against the legal standard too: GB 28662 180 mg/m³, measured basis.
+_STANDARD_VERDICTS = """
+INSERT INTO limit_verdicts (stack_id, factor, period, period_start, program, kind, row_id,
+    status, level, value, basis, ref_o2, limit_mg_m3, warning_mg_m3, reason)
+SELECT stack_id, factor, 'hour', period_start, 'GB28662-2012-special', 'standard', 'GB28662',
+       'compliant', 'within', mean, 'measured', NULL, 180.0, 144.0, 'demo verdict'
+FROM hour_aggregates WHERE stack_id = 'ay-sinter-1' AND factor = 'a21026'
+"""
+
+# One Beijing day per stack and pollutant; valid with >= 20 valid hours (HJ 212-2017 App. D).
+_DAYS_FROM_HOURS = """
+INSERT INTO day_aggregates (stack_id, factor, period_start, mean, zs_mean, min, max,
+    valid_count, total_count, flag, valid, invalid_reason, mass_kg, ref_o2, mass_valid)
+SELECT stack_id, factor, min(period_start), avg(mean) FILTER (WHERE valid),
+       avg(zs_mean) FILTER (WHERE valid), min(mean), max(mean),
+       count(*) FILTER (WHERE valid), count(*), 'N', count(*) FILTER (WHERE valid) >= 20,
+       CASE WHEN count(*) FILTER (WHERE valid) < 20 THEN 'fewer than 20 valid hours' END,
+       sum(mass_kg), max(ref_o2), count(*) FILTER (WHERE valid) >= 20
+FROM hour_aggregates WHERE mass_kg IS NOT NULL
+GROUP BY stack_id, factor
+"""
+
+
 def load_demo_rows(conn: psycopg.Connection[Any]) -> None:
     """Insert the demo rows into a migrated, empty database (plain or TimescaleDB mode).
 
@@ -381,6 +431,9 @@ def load_demo_rows(conn: psycopg.Connection[Any]) -> None:
         placeholders = ", ".join(["(" + ", ".join(["%s"] * 16) + ")"] * len(rows))
         conn.execute(_HOUR_INSERT + placeholders, [v for row in rows for v in row])
         conn.execute(_MINUTES_FROM_HOURS)
+        conn.execute(_VERDICTS_FROM_HOURS)
+        conn.execute(_STANDARD_VERDICTS)
+        conn.execute(_DAYS_FROM_HOURS)
         for a in ALERTS:
             conn.execute(
                 "INSERT INTO alerts (alert_id, stack_id, factor, rule, severity, state,"

@@ -43,6 +43,7 @@ from tests.integration.dashboard_data import (
     PM,
     SO2,
     STACKS,
+    at,
     load_demo_rows,
 )
 
@@ -730,6 +731,59 @@ def test_compliance_rates_and_mass(db: Db) -> None:
     }
     assert totals[("ay-sinter-1", SO2)] == pytest.approx(12.0)  # 24 h × 0.5 kg
     assert len(totals) == 18  # 6 stacks × 3 pollutants; O2 and flow carry no mass
+
+
+def test_compliance_per_limit_panels(db: Db) -> None:
+    [above] = run_query(panel_query("stackwatch-compliance", "above or near a limit"), db)
+    rows = records(above)
+    per_series: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (r["排放口 stack"], r["因子 factor"])
+        per_series[key] = per_series.get(key, 0) + 1
+    # sinter SO2 hours 22 and 23 (converted 30 × 1.5 = 45 > 35); the boiler's PM all day
+    # (4.0 × 1.5 = 6.0 > 5.0); nothing falls between 80 % and 100 % of a limit.
+    assert per_series == {("ay-sinter-1", SO2): 2, ("mobile-boiler-1", PM): 24}
+    sinter = [r for r in rows if r["排放口 stack"] == "ay-sinter-1"]
+    assert {r["time"] for r in sinter} == {at(22), at(23)}
+    assert all(
+        (r["值 value"], r["限值 limit"], r["基准氧 O2 basis"], r["判定 level"])
+        == (45.0, 35.0, "16.0 %", "above_ultra_low")
+        for r in sinter
+    )
+    [conformity] = run_query(panel_query("stackwatch-compliance", "Monthly conformity"), db)
+    month = {(r["排放口 stack"], r["因子 factor"], r["限值来源 program"]): r
+             for r in records(conformity)}
+    ule = month[("ay-sinter-1", SO2, "NATL-2019-STEEL-ULE")]
+    # 24 judged, 22 within → 91.67 % < 95 %: 20 × 22 = 440 < 19 × 24 = 456.
+    assert (ule["判定小时 judged hours"], ule["达标小时 within hours"]) == (24, 22)
+    assert float(ule["达标率 conformity"]) == pytest.approx(100 * 22 / 24)
+    assert ule["达到95% meets 95 %"] is False
+    std = month[("ay-sinter-1", SO2, "GB28662-2012-special")]
+    assert (std["判定小时 judged hours"], std["达到95% meets 95 %"]) == (24, True)
+    mill = month[("smx-cement-mill-1", PM, "NATL-2024-CEMENT-ULE")]
+    # hour 23 calibrating: invalid, not judged; 23 of 23 within.
+    assert (mill["判定小时 judged hours"], mill["无效小时 invalid hours"]) == (23, 1)
+    assert mill["达到95% meets 95 %"] is True
+    [daily] = run_query(panel_query("stackwatch-compliance", "Daily means"), db)
+    means = {r["metric"]: float(r["日均值 daily mean"]) for r in records(daily)}
+    # sinter SO2 converted: (22 × 18 + 2 × 45) / 24 = 486 / 24 = 20.25
+    assert means[f"ay-sinter-1 {SO2}"] == pytest.approx(20.25)
+    assert means[f"smx-cement-mill-1 {PM}"] == pytest.approx(4.0)  # 23 valid hours of 4.0
+    [capture] = run_query(panel_query("stackwatch-compliance", "capture rate"), db)
+    rates = {
+        (r["粒度 granularity"], r["排放口 stack"], r["因子 factor"]): float(
+            r["捕集率 capture rate"]
+        )
+        for r in records(capture)
+    }
+    # First hour 2025-06-01 00:00 Beijing; June (and Q2 from that hour) = 720 hours.
+    assert rates[("month", "smx-cement-mill-1", PM)] == pytest.approx(100 * 23 / 720)
+    assert rates[("quarter", "ay-sinter-1", SO2)] == pytest.approx(100 * 24 / 720)
+    [totals] = run_query(panel_query("stackwatch-compliance", "Monthly emission totals"), db)
+    t = {(r["排放口 stack"], r["因子 factor"]): r for r in records(totals)}
+    sinter_t = t[("ay-sinter-1", SO2)]
+    assert float(sinter_t["排放量 mass (kg)"]) == pytest.approx(12.0)  # 24 × 0.5
+    assert (sinter_t["已结日数 days closed"], sinter_t["有效日数 valid days"]) == (1, 1)
 
 
 def test_pipeline_database_panels(db: Db) -> None:

@@ -128,21 +128,24 @@ def test_migrate_plain_mode_records_versions_and_is_idempotent(
     # PostgreSQL 18 here has no timescaledb: plain mode, 0001 core + 0003 views + 0005 real
     # loggers (0002 and 0004 exist only for TimescaleDB).
     assert first.mode is Mode.PLAIN
-    assert first.applied == [1, 3, 5]
+    assert first.applied == [1, 3, 5, 6]
     assert first.timescaledb_version is None
 
     second = migrate(conn)
     assert second.applied == []
-    assert second.already_applied == [1, 3, 5]
+    assert second.already_applied == [1, 3, 5, 6]
 
     rows = conn.execute("SELECT version, name, mode FROM schema_migrations ORDER BY 1").fetchall()
     assert rows == [
-        (1, "core", "plain"), (3, "compliance", "plain"), (5, "real_loggers", "plain")
+        (1, "core", "plain"),
+        (3, "compliance", "plain"),
+        (5, "real_loggers", "plain"),
+        (6, "limit_verdicts", "plain"),
     ]
 
     st = status(conn)
     assert st.mode is Mode.PLAIN
-    assert [a.version for a in st.applied] == [1, 3, 5]
+    assert [a.version for a in st.applied] == [1, 3, 5, 6]
     assert st.pending == []
     assert st.modified == []
 
@@ -153,7 +156,7 @@ def test_status_of_a_fresh_database_lists_everything_pending(
     st = status(conn)
     assert st.mode is None
     assert st.applied == []
-    assert st.pending == [1, 3, 5]
+    assert st.pending == [1, 3, 5, 6]
     assert not st.timescaledb_available
 
 
@@ -177,6 +180,7 @@ def test_every_table_and_view_exists(migrated: psycopg.Connection[Any]) -> None:
         "alert_events",
         "notifications",
         "dead_letters",
+        "limit_verdicts",
     }
     views = {
         r[0]
@@ -184,7 +188,13 @@ def test_every_table_and_view_exists(migrated: psycopg.Connection[Any]) -> None:
             "SELECT table_name FROM information_schema.views WHERE table_schema = current_schema()"
         )
     }
-    assert views == {"compliance_daily", "compliance_monthly"}
+    assert views == {
+        "compliance_daily",
+        "compliance_monthly",
+        "conformity_monthly",
+        "capture_rate",
+        "emission_totals_monthly",
+    }
 
 
 def test_explicit_timescale_request_fails_without_the_extension(
@@ -402,6 +412,87 @@ def test_compliance_without_any_limit_has_no_rate(migrated: psycopg.Connection[A
         "SELECT valid_hours, judged_hours, compliance_pct FROM compliance_daily"
     ).fetchone()
     assert row == (1, 0, None)  # nothing judged: no rate rather than a fake 0 % or 100 %
+
+
+def _verdicts(stack: str, program: str, kind: str, statuses: list[str]) -> list[tuple[Any, ...]]:
+    """One limit_verdicts row per hour from Beijing 2026-11-02 00:00, one status each."""
+    return [
+        (stack, "a21026", "hour", DAY_A + i * H, program, kind, status, 35.0, "test")
+        for i, status in enumerate(statuses)
+    ]
+
+
+def test_conformity_monthly_applies_the_95_percent_rule(migrated: psycopg.Connection[Any]) -> None:
+    # S1 ultra-low: 30 compliant + 8 warning + 2 exceedance = 40 judged, 38 within → 95.0 %:
+    #   meets (20 × 38 = 760 ≥ 19 × 40 = 760). 3 invalid and 1 stopped hour are not judged.
+    # S2 ultra-low: 37 compliant + 3 exceedance → 37/40 = 92.5 %: fails.
+    # S1 standard (GB row) on the same hours: 40 compliant → 100 %, a separate program row.
+    # One more S1 exceedance at Beijing 2026-12-01 00:00 belongs to December.
+    s1 = ["compliant"] * 30 + ["warning"] * 8 + ["exceedance"] * 2 + ["invalid"] * 3 + ["stopped"]
+    s2 = ["compliant"] * 37 + ["exceedance"] * 3
+    rows = _verdicts("S1", "ULE", "ultra_low", s1)
+    rows += _verdicts("S2", "ULE", "ultra_low", s2)
+    rows += _verdicts("S1", "GB", "standard", ["compliant"] * 40)
+    rows.append(("S1", "a21026", "hour", DEC, "ULE", "ultra_low", "exceedance", 35.0, "test"))
+    migrated.cursor().executemany(
+        "INSERT INTO limit_verdicts (stack_id, factor, period, period_start, program, kind,"
+        " status, limit_mg_m3, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        rows,
+    )
+    got = migrated.execute(
+        "SELECT stack_id, program, period_start, judged_hours, compliant_hours,"
+        " exceedance_hours, invalid_hours, stopped_hours, conformity_pct, meets_95"
+        " FROM conformity_monthly ORDER BY stack_id, program, period_start"
+    ).fetchall()
+    assert got == [
+        ("S1", "GB", NOV, 40, 40, 0, 0, 0, Decimal(100), True),
+        ("S1", "ULE", NOV, 40, 38, 2, 3, 1, Decimal(95), True),
+        ("S1", "ULE", DEC, 1, 0, 1, 0, 0, Decimal(0), False),
+        ("S2", "ULE", NOV, 40, 37, 3, 0, 0, Decimal("92.5"), False),
+    ]
+
+
+def test_capture_rate_and_monthly_totals_are_hand_computed(
+    migrated: psycopg.Connection[Any],
+) -> None:
+    # A stack whose first hour is Beijing 2025-11-30 00:00 (= 2025-11-29T16:00Z): November
+    # 2025 counts 24 hours for it. 18 valid hours (mass 0.5 kg each), 1 invalid, 2 stopped,
+    # 3 hours with no row at all (missing). Running hours 24 − 2 = 22; α = 18/22 = 81.82 %.
+    first = datetime(2025, 11, 29, 16, tzinfo=UTC)
+    columns = (
+        "stack_id, factor, period_start, mean, valid_count, total_count, flag, valid,"
+        " invalid_reason, mass_kg, stopped, mass_valid"
+    )
+    rows: list[tuple[Any, ...]] = [
+        ("S9", "a21026", first + i * H, 20.0, 60, 60, "N", True, None, 0.5, False, True)
+        for i in range(18)
+    ]
+    rows.append(("S9", "a21026", first + 18 * H, None, 10, 60, "D", False, "30 min", None,
+                 False, None))
+    rows += [
+        ("S9", "a21026", first + i * H, None, 0, 60, "N", False, "stopped", None, True, None)
+        for i in (19, 20)
+    ]
+    placeholders = ", ".join(["%s"] * 12)
+    migrated.cursor().executemany(
+        f"INSERT INTO hour_aggregates ({columns}) VALUES ({placeholders})", rows
+    )
+    # The day has 18 valid hours (< 20): its total is not a valid daily total.
+    migrated.execute(
+        f"INSERT INTO day_aggregates ({columns}) VALUES ({placeholders})",
+        ("S9", "a21026", first, None, 18, 24, "N", False, "18 valid hours", 9.0, False, False),
+    )
+    capture = migrated.execute(
+        "SELECT period_start, valid_hours, stopped_hours, period_hours, running_hours,"
+        " round(capture_pct, 2) FROM capture_rate WHERE granularity = 'month'"
+    ).fetchall()
+    nov_2025 = datetime(2025, 10, 31, 16, tzinfo=UTC)
+    assert capture == [(nov_2025, 18, 2, 24, 22, Decimal("81.82"))]
+    totals = migrated.execute(
+        "SELECT period_start, mass_kg, hours_with_mass, days_closed, days_valid"
+        " FROM emission_totals_monthly"
+    ).fetchall()
+    assert totals == [(nov_2025, 9.0, 18, 1, 0)]
 
 
 def test_split_sql_respects_quotes_comments_and_dollar_bodies() -> None:

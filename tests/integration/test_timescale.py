@@ -95,11 +95,12 @@ def test_migration_chooses_timescale_and_is_idempotent(
 ) -> None:
     conn, _, first = ts
     assert first.mode is Mode.TIMESCALE
-    # 0001 core, 0002 hypertables, 0003 caggs (replacing the plain views), 0004 retention
-    assert first.applied == [1, 2, 3, 4, 5]
+    # 0001 core, 0002 hypertables, 0003 caggs (replacing the plain views), 0004 retention,
+    # 0005 real-logger columns, 0006 limit verdicts and their views, 0007 their hypertable
+    assert first.applied == [1, 2, 3, 4, 5, 6, 7]
     again = migrate(conn)
     assert again.applied == []
-    assert again.already_applied == [1, 2, 3, 4, 5]
+    assert again.already_applied == [1, 2, 3, 4, 5, 6, 7]
     modes = conn.execute("SELECT DISTINCT mode FROM schema_migrations").fetchall()
     assert modes == [("timescale",)]
     st = status(conn)
@@ -116,6 +117,7 @@ def test_hypertables_and_chunk_intervals(ts: tuple[Conn, str, MigrationResult]) 
     assert rows == [
         ("day_aggregates", "period_start", timedelta(days=180)),
         ("hour_aggregates", "period_start", timedelta(days=7)),
+        ("limit_verdicts", "period_start", timedelta(days=7)),
         ("minute_aggregates", "period_start", timedelta(hours=12)),
         ("raw_frames", "received_at", timedelta(hours=6)),
         ("readings", "data_time", timedelta(hours=6)),
@@ -354,12 +356,18 @@ def test_plain_mode_can_be_forced_on_a_timescale_server(
     try:
         conn.execute(f"SET search_path TO {plain}, public")
         result = migrate(conn, mode="plain")
-        assert (result.mode, result.applied) == (Mode.PLAIN, [1, 3, 5])
+        assert (result.mode, result.applied) == (Mode.PLAIN, [1, 3, 5, 6])
         views = conn.execute(
             "SELECT table_name FROM information_schema.views WHERE table_schema = %s ORDER BY 1",
             (plain,),
         ).fetchall()
-        assert views == [("compliance_daily",), ("compliance_monthly",)]
+        assert views == [
+            ("capture_rate",),
+            ("compliance_daily",),
+            ("compliance_monthly",),
+            ("conformity_monthly",),
+            ("emission_totals_monthly",),
+        ]
         hypertables = conn.execute(
             "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_schema = %s",
             (plain,),

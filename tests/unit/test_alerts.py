@@ -78,7 +78,10 @@ def test_three_exceedances_then_two_compliant_hours_clear_on_the_second() -> Non
     assert last.evidence["mean_converted"] == 38.0
     assert last.evidence["valid_minutes"] == 60
     assert last.evidence["limit"] == 35
-    assert last.title_zh == "小时均值超标"
+    # 40, 45, 38 > the ultra-low 35 but ≤ the standard 100: above the ultra-low target, which
+    # is not 超标 (that word is for the legal standard).
+    assert last.title_zh == "小时均值超过超低排放限值"
+    assert last.evidence["term_zh"] == "超过超低排放限值"
     # Hour 03 compliant: observed false at 04:00, hold 1 h not yet elapsed → nothing.
     assert feed(book, hour(3, 20.0)) == []
     record = book.get("kiln-1", "a21026", Rule.HOUR_EXCEEDANCE)
@@ -91,6 +94,16 @@ def test_three_exceedances_then_two_compliant_hours_clear_on_the_second() -> Non
     assert clear.cleared_at == T0 + 5 * H
     assert clear.state is AlertState.CLEARED
     assert book.open_alerts() == []
+
+
+def test_an_hour_above_the_standard_escalates_the_alert_to_critical_chaobiao() -> None:
+    book = AlertBook(AlertPolicy(hold_time=H))
+    raised = feed(book, hour(0, 40.0))[0]  # 35 < 40 ≤ 100: alarm, above the ultra-low target
+    assert (raised.severity, raised.title_zh) == (Severity.ALARM, "小时均值超过超低排放限值")
+    escalated = feed(book, hour(1, 120.0))[0]  # 120 > 100: 超标
+    assert escalated.kind is EventKind.ESCALATE and escalated.alert_id == raised.alert_id
+    assert (escalated.severity, escalated.title_zh) == (Severity.CRITICAL, "小时均值超标")
+    assert escalated.limit == 100 and escalated.evidence["term_zh"] == "超标"
 
 
 def test_retrigger_during_hold_keeps_the_same_alert() -> None:

@@ -12,6 +12,7 @@ from stackwatch.compliance import (
     Basis,
     HourStatus,
     HourValue,
+    Level,
     Limit,
     LimitKind,
     RollingMean,
@@ -126,17 +127,25 @@ def test_measured_basis_limit_uses_measured_mean() -> None:
     assert verdict.value == 12.0
 
 
-def test_reference_o2_mismatch_is_not_judged() -> None:
+def test_a_limit_at_another_reference_o2_is_judged_on_the_rescaled_mean() -> None:
+    # Mean converted to 8 % O2 = 50; the limit is at 10 %: 50 × (21 − 10)/(21 − 8) = 550/13
+    # = 42.307… > 35. Nothing is left unjudged because the bases differ.
     verdict = judge_hour(hour(50.0, ref_o2=8), [ULE_SO2])
-    assert verdict.status is HourStatus.UNJUDGED
-    assert "8 %" in verdict.reason and "10 %" in verdict.reason
+    assert verdict.status is HourStatus.EXCEEDANCE
+    assert verdict.value == pytest.approx(550 / 13)
+    assert verdict.ref_o2 == 10 and verdict.basis is Basis.CONVERTED
 
 
-def test_fugitive_limit_is_never_compared_with_stack_values() -> None:
+def test_a_workshop_point_is_judged_on_its_measured_dust_and_never_beside_stack_limits() -> None:
     workshop = Limit(limit_mg_m3=1.5, kind=LimitKind.FUGITIVE)  # LIMITS.md C13 / N2
-    verdict = judge_hour(hour(5.0), [workshop])
-    assert verdict.status is HourStatus.UNJUDGED
-    assert "fugitive" in verdict.reason
+    verdict = judge_hour(hour(None, measured=2.5, ref_o2=None), [workshop])
+    assert verdict.status is HourStatus.EXCEEDANCE and verdict.value == 2.5
+    assert verdict.basis is Basis.MEASURED and verdict.level is Level.ABOVE_FUGITIVE
+    # A fugitive row beside stack rows is left out: stack PM is never compared with 1.5.
+    stack_pm = Limit(limit_mg_m3=10, kind=LimitKind.ULTRA_LOW, ref_o2=None)
+    mixed = judge_hour(hour(None, measured=9.0, ref_o2=None), [workshop, stack_pm])
+    assert mixed.status is HourStatus.WARNING and mixed.limit == 10  # 8 < 9 ≤ 10, no 1.5
+    assert [v.kind for v in mixed.verdicts] == [LimitKind.ULTRA_LOW]
 
 
 def test_strictest_row_of_a_kind_applies() -> None:

@@ -164,6 +164,7 @@ def _aggregate(period: str, **update: Any) -> AggregateRecord:
         valid_count=58,
         total_count=60,
         mass_kg=0.4,
+        mass_valid=True,
         ref_o2=6.0,
         limit_mg_m3=35.0,
         source="platform",
@@ -196,12 +197,13 @@ def test_hour_aggregate_row_carries_the_limit() -> None:
         "limit_mg_m3": 35.0,
         "limit_program": None,
         "logger_mean": None,
+        "mass_valid": True,
     }
 
 
 @pytest.mark.parametrize(
     ("period", "table", "extra"),
-    [("minute", "minute_aggregates", 0), ("day", "day_aggregates", 1)],
+    [("minute", "minute_aggregates", 0), ("day", "day_aggregates", 2)],
 )
 def test_minute_and_day_rows_have_no_limit_columns(period: str, table: str, extra: int) -> None:
     got_table, row = aggregate_row(_aggregate(period))
