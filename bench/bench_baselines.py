@@ -124,7 +124,7 @@ def reading_rows(n: int) -> list[tuple[Any, ...]]:
         v = 20.0 + (i % 97) * 0.37
         rows.append((f"copy-{stack:05d}", FACTORS[f], "2051", at, v, v * 0.9, v * 1.1, None,
                      v * 1.18, None, None, "N", None, f"8888{stack:010d}", None, False,
-                     at + timedelta(seconds=65)))
+                     at + timedelta(seconds=65), "31"))
     return rows
 
 
