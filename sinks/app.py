@@ -143,7 +143,7 @@ def create_sink_app(
     kwargs["web_enabled"] = False
     app = faust.App(**kwargs)
     topics = define_topics(app, settings.topics)
-    metrics = SinkMetrics(metrics_registry)
+    metrics = SinkMetrics(metrics_registry, tables=sorted({kind.table for kind in SinkKind}))
     port = settings.metrics_port if metrics_port is None else metrics_port
     server = MetricsServer(metrics.registry, host=settings.web_host, port=port) if port else None
     sink = SinkApp(

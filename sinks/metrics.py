@@ -8,7 +8,12 @@ never free text, so cardinality stays bounded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Kinds of `stackwatch_sink_db_errors` (closed set).
+DB_ERROR_KINDS = ("connection", "data", "unexpected")
 
 #: Batch sizes are bounded by `--batch-size` (default 500); buckets cover 1 … 5000 records.
 BATCH_SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
@@ -19,7 +24,11 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class SinkMetrics:
     """The writer's counters, histograms and gauges."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, tables: Iterable[str] = ()
+    ) -> None:
+        """`tables`: the tables this process writes; their error and rejection series start
+        at 0, so dashboards and alert rules see them before the first failure."""
         self.registry = registry if registry is not None else CollectorRegistry()
         self.rows_written = Counter(
             "stackwatch_sink_rows_written",
@@ -69,3 +78,7 @@ class SinkMetrics:
             registry=self.registry,
         )
         self.db_up.set(1)
+        for table in tables:
+            self.rows_rejected.labels(table)
+            for kind in DB_ERROR_KINDS:
+                self.db_errors.labels(table, kind)

@@ -374,6 +374,13 @@ class NotifierMetrics:
             ["channel"],
             registry=self.registry,
         )
+        # Closed label sets start at 0: dashboards and alert rules see every series before
+        # the first delivery or failure.
+        for channel in ("webhook", "email"):
+            self.retries.labels(channel=channel)
+            for kind in ("firing", "repeat", "escalation", "resolved"):
+                for outcome in ("sent", "failed"):
+                    self.deliveries.labels(channel=channel, kind=kind, outcome=outcome)
 
 
 class Notifier:

@@ -56,6 +56,10 @@ class WorkerMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        # A closed label set starts at 0, so dashboards and alert rules see a series before
+        # the first command arrives (Prometheus practice: initialise known label values).
+        for outcome in ("applied", "duplicate", "rejected"):
+            self.commands.labels(outcome=outcome)
         self.process_seconds = Histogram(
             "stackwatch_process_seconds",
             "Wall time to process one reading (domain call, emits, state write).",

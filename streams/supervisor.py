@@ -38,6 +38,12 @@ from stackwatch.alerts import Rule
 from stackwatch.compliance import Severity
 from stackwatch.services import running_services
 from stackwatch.services.ports import free_port
+from stackwatch.services.prometheus import (
+    RULES_FILE,
+    RunningPrometheus,
+    prometheus_binary,
+    start_prometheus,
+)
 from stackwatch.settings import Settings
 from streams.gateway import Gateway
 from streams.live_view import LiveState, TopicFollower, cancel_quietly, render
@@ -122,6 +128,27 @@ def _migrate(dsn: str) -> str:
     return str(getattr(result, "mode", "plain"))
 
 
+def _start_demo_prometheus(
+    data_dir: Path, targets: list[str], console: Console
+) -> RunningPrometheus | None:
+    """Prometheus scraping the demo's processes, when Debian's binary is installed."""
+    binary = prometheus_binary()
+    if binary is None:
+        console.print("prometheus: not installed (apt-get install prometheus), not started")
+        return None
+    rules = [RULES_FILE] if RULES_FILE.exists() else []
+    try:
+        running = start_prometheus(binary, data_dir, targets, scrape_s=5.0, rule_files=rules)
+    except (OSError, RuntimeError) as exc:
+        console.print(f"prometheus: could not start ({exc})")
+        return None
+    console.print(
+        f"prometheus: {running.url} (scraping worker and sinks"
+        f"{', pipeline alert rules loaded' if rules else ''})"
+    )
+    return running
+
+
 async def run_demo(
     settings: Settings,
     *,
@@ -163,6 +190,7 @@ async def run_demo(
             "STACKWATCH_BROKER_PROFILE": settings.broker_profile,
         }
         ports = {name: free_port() for name in ("worker", "sinks", "worker_web", "sinks_web")}
+        prometheus: RunningPrometheus | None = None
         try:
             for name in ("worker", "sinks"):
                 child_env = {
@@ -174,6 +202,12 @@ async def run_demo(
             console.print(
                 f"metrics: worker http://127.0.0.1:{ports['worker']}/metrics, "
                 f"sinks http://127.0.0.1:{ports['sinks']}/metrics; logs in {log_dir}"
+            )
+            prometheus = await asyncio.to_thread(
+                _start_demo_prometheus,
+                data_dir / "prometheus",
+                [f"127.0.0.1:{ports['worker']}", f"127.0.0.1:{ports['sinks']}"],
+                console,
             )
             summary = await _run_live(
                 settings.model_copy(
@@ -195,6 +229,8 @@ async def run_demo(
                 run_simulators,
             )
         finally:
+            if prometheus is not None:
+                prometheus.stop()
             for child in children:
                 stop_child(child)
     summary.children_exit_codes = {c.name: c.exit_code for c in children}

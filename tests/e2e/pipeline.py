@@ -138,6 +138,8 @@ class Pipeline:
     sent: int = 0
     registry: StackRegistry = field(default_factory=lambda: StackRegistry(stacks=STACKS))
     extra_env: dict[str, str] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    """Fixed /metrics ports per part (`gateway`, `worker`, `sinks`); others pick their own."""
 
     @property
     def topics(self) -> dict[str, str]:
@@ -173,12 +175,18 @@ class Pipeline:
     def start(self, name: str) -> Child:
         """(Re)start one part: `gateway`, `worker` or `sinks`."""
         group = self.prefix.replace(".", "-")
+        metrics = self.metrics_ports
+        gateway_metrics = (
+            ["--metrics-port", str(metrics["gateway"])] if "gateway" in metrics else []
+        )
         args = {
-            "gateway": ["gateway", "run", "--port", str(self.gateway_port)],
+            "gateway": ["gateway", "run", "--port", str(self.gateway_port), *gateway_metrics],
             "worker": ["worker", "run", "--app-id", f"{group}-worker",
-                       "--web-port", str(free_port()), "--metrics-port", str(free_port()),
+                       "--web-port", str(free_port()),
+                       "--metrics-port", str(metrics.get("worker") or free_port()),
                        "--data-dir", str(self.tmp / "faust")],
-            "sinks": ["sinks", "run", "--app-id", f"{group}-sinks", "--metrics-port", "0"],
+            "sinks": ["sinks", "run", "--app-id", f"{group}-sinks",
+                      "--metrics-port", str(metrics.get("sinks", 0))],
         }[name]
         env = self.env()
         if name == "sinks":

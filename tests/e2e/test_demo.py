@@ -58,4 +58,9 @@ def test_demo_runs_the_pipeline_and_raises_the_expected_alerts(tmp_path: Path) -
         assert summary["hours_per_stack"].get(stack_id, 0) >= 1, (summary, logs)
     assert summary["alarms_raised"] >= 1, summary
     assert summary["offline_raised"] >= 1, summary
+    # Debian's prometheus is installed by scripts/test.sh: the demo starts it, says where,
+    # and it scraped the worker and sinks (its TSDB has data) before it was stopped.
+    out = " ".join((result.stdout + result.stderr).split())  # the console wraps lines
+    assert "prometheus: http://127.0.0.1:" in out and "pipeline alert rules loaded" in out, out
+    assert any((data_dir / "prometheus" / "tsdb").iterdir())
     assert _leftovers(str(data_dir)) == []
