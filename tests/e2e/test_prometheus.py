@@ -183,7 +183,9 @@ async def run(kafka_bootstrap: str, pg_dsn: str,
         queries = dashboard_queries()
         for _ in range(90):  # until every query has series (the notifier's retry takes ~1 s)
             results = {key: await prometheus_query(client, expand(q)) for key, q in queries}
-            if all(r.get("data", {}).get("result") for r in results.values()):
+            if len(webhook.received) >= 2 and all(
+                r.get("data", {}).get("result") for r in results.values()
+            ):
                 break
             await asyncio.sleep(1.0)
         rules = (await client.get("/api/v1/rules")).json()
