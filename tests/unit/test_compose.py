@@ -163,3 +163,22 @@ def test_prometheus_scrapes_every_stackwatch_process() -> None:
     }
     assert {"gateway:9308", "worker:9308", "sinks:9308", "notifier:9308"} <= targets
     assert Settings().metrics_port == 9308
+
+
+def test_every_scraped_process_serves_metrics_on_the_scraped_port() -> None:
+    """A target Prometheus scrapes must be served: the gateway and the notifier only with
+    `--metrics-port`, the worker and sinks on `metrics_port` (9308 by default)."""
+    prom = yaml.safe_load((ROOT / "dashboards/prometheus/prometheus.yml").read_text())
+    targets = [
+        t for job in prom["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    ]
+    for target in targets:
+        service, port = target.split(":")
+        command: list[str] = SERVICES[service]["command"]
+        if "--metrics-port" in command:
+            assert command[command.index("--metrics-port") + 1] == port, service
+        else:
+            assert command[1:3] in (["worker", "run"], ["sinks", "run"]), (
+                f"{service} serves no /metrics: add --metrics-port {port}"
+            )
+            assert str(Settings().metrics_port) == port
