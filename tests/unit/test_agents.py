@@ -353,6 +353,30 @@ async def test_continuity_guard_seeks_back_over_a_skipped_block() -> None:
     assert [await guard.admit(tp, o) for o in range(40, 47)] == [True] * 7
 
 
+async def test_continuity_guard_accepts_a_hole_at_the_end_of_the_log() -> None:
+    """A broker restart left offset 62 without a record, and 63–64 were the last records
+    produced: both were refused while the guard waited for 62. Nothing more arrives, so the
+    guard must seek again once it gives up, or the partition stalls for good."""
+    sought: list[int] = []
+    seek_after_give_up = asyncio.Event()
+    now = [0.0]
+
+    async def seek(_tp: TP, offset: int) -> None:
+        sought.append(offset)
+        if now[0] >= 30.0:
+            seek_after_give_up.set()
+
+    guard = Continuity("process", seek, give_up_s=30.0, reseek_s=0.001, clock=lambda: now[0])
+    tp = TP("readings", 1)
+    assert [await guard.admit(tp, o) for o in range(62)] == [True] * 62
+    assert [await guard.admit(tp, o) for o in (63, 64)] == [False, False]  # waiting for 62
+    now[0] = 31.0  # the wait is over, and nothing new has been produced
+    await asyncio.wait_for(seek_after_give_up.wait(), 5)
+    assert set(sought) == {62}
+    assert [await guard.admit(tp, o) for o in (63, 64)] == [True, True]  # re-delivered
+    assert await guard.admit(tp, 65) is True
+
+
 async def test_continuity_guard_repeats_the_seek_until_the_missing_record_arrives() -> None:
     """Faust's fetch loop may swallow one seek (records fetched before it move its read offset
     past the target): the guard seeks again every `reseek_s` while the gap is open, and stops
