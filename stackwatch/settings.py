@@ -85,6 +85,18 @@ class StreamSettings(BaseModel):
         gt=0,
         description="Timer period that closes idle windows and detects offline loggers.",
     )
+    checkpoint_records: int = Field(
+        default=500,
+        ge=1,
+        description="A checkpoint (state saved, deliveries awaited, offsets acknowledged) "
+        "after this many records…",
+    )
+    checkpoint_interval_s: float = Field(
+        default=0.2,
+        gt=0,
+        description="…or this long after its first record, whichever comes first. A crash "
+        "re-processes at most one checkpoint of records (results stay exact).",
+    )
     clock_reference: Literal["peers", "receipt"] = Field(
         default="peers",
         description="What a logger's clock is judged against: 'peers' = the consensus of the "

@@ -5,12 +5,14 @@ Agents stay thin (CONTRIBUTING.md): parse the record, call the pure domain code
 logic sits in `Pipeline` methods taking plain bytes so it is testable with
 `agent.test_context()` and independent of Faust's stream plumbing; `create_app` wires them.
 
-Delivery: at-least-once. For each record the outputs are sent and their delivery awaited
-*before* the stack's state is written, and Faust commits the input offset after that. A crash
-in between re-processes the record: the windows and the alert book treat the repeat as a
-duplicate (no new events), or the same outputs are sent again with the same natural keys —
-aggregates (stack_id, factor, period, period_start, revision), alerts (alert_id, seq) — which
-consumers upsert. Nothing is lost; a repeated record is identical.
+Delivery: at-least-once, by checkpoints (`streams.checkpoint`). Each record's outputs are
+queued in input order without waiting for the broker; at the checkpoint each changed stack's
+state is written once, every delivery is awaited, and only then are the records acknowledged
+so Faust commits their offsets. A crash in between re-processes the checkpoint's records: the
+windows and the alert book treat a repeat as a duplicate (no new events), or the same outputs
+are sent again with the same natural keys — aggregates (stack_id, factor, period,
+period_start, revision), alerts (alert_id, seq) — which consumers upsert. Nothing is lost; a
+repeated record is identical.
 """
 
 from __future__ import annotations
@@ -98,9 +100,12 @@ class Pipeline:
         self.monotonic = monotonic
         self._last_input: float | None = None
         self._flushed = True
-        # One record or tick at a time per stack, from domain call to state write: otherwise
-        # the timer could persist a state whose record's outputs are still in flight.
+        # One record or tick at a time per stack, from domain call to queued outputs:
+        # otherwise the timer could persist a state whose record's outputs are not queued.
         self._locks: dict[str, asyncio.Lock] = {}
+        # Readings applied to a live processor since its state was last saved, in order: a
+        # processing error mid-checkpoint rebuilds the stack from its saved state with them.
+        self._unsaved: dict[str, list[tuple[Reading, StackInfo]]] = {}
 
     # ------------------------------------------------------------------ lookups
 
@@ -180,30 +185,41 @@ class Pipeline:
         return result
 
     async def handle_raw(self, key: bytes | None, value: bytes | None) -> None:
-        """Decode agent body: emit the reading (key = stack_id) or a dead letter."""
+        """Decode one raw record and wait until its output is delivered."""
+        await _all_delivered(await self.queue_raw(key, value))
+
+    async def queue_raw(self, key: bytes | None, value: bytes | None) -> list[Awaitable[Any]]:
+        """Decode agent body: queue the reading (key = stack_id) or a dead letter; the
+        delivery futures are awaited at the checkpoint."""
         result = self.decode(key, value)
         if result is None:
-            return
+            return []
         if isinstance(result, DeadLetter):
-            await self._deliver([self._dead_send(result)])
-            return
+            return await _queued([self._dead_send(result)])
         self.metrics.readings.labels(kind=result.kind.value).inc()
-        await self._deliver(
+        return await _queued(
             [self._send(self.topics.readings, result.stack_id, result.model_dump_json())]
         )
 
     # ------------------------------------------------------------------ process
 
     async def handle_reading(self, key: bytes | None, value: bytes | None, partition: int) -> None:
-        """Process agent body: apply a reading to its stack, emit outputs, then save state."""
+        """Apply one reading and wait until its outputs and the stack's state are delivered."""
+        futures = await self.apply_reading(key, value, partition)
+        await _all_delivered([*futures, *self.save_unsaved()])
+
+    async def apply_reading(
+        self, key: bytes | None, value: bytes | None, partition: int
+    ) -> list[Awaitable[Any]]:
+        """Process agent body: apply a reading to its stack and queue the outputs; the state
+        is saved and the deliveries awaited at the checkpoint (`save_unsaved`)."""
         started = time.perf_counter()
         try:
             reading = Reading.model_validate_json(value or b"")
         except ValidationError as exc:
             error = {"error": _first(exc)}
             dead = self._dead("aggregate", "malformed_reading", _text(value), key, error)
-            await self._deliver([self._dead_send(dead)])
-            return
+            return await _queued([self._dead_send(dead)])
         self._last_input = self.monotonic()
         self._flushed = False
         if reading.flue_gas is False or (
@@ -212,7 +228,7 @@ class Pipeline:
             # Wastewater and other systems: kept as readings by the sinks, never averaged or
             # judged as flue gas; no stack state is made for them.
             self.metrics.readings_not_flue_gas.labels(st=reading.st or "").inc()
-            return
+            return []
         stack = self._stack_for_reading(reading)
         async with self._lock(reading.stack_id):
             proc = self.states.get(reading.stack_id, partition, stack)
@@ -220,15 +236,52 @@ class Pipeline:
                 reference = self._clock_reference(proc, reading)
                 out = proc.on_reading(reading, partial(self.limits_for, stack), reference)
             except Exception as exc:  # a domain bug must cost one record, not the worker
-                self.states.discard(reading.stack_id)
                 log.exception("processing failed", extra={"stack_id": reading.stack_id})
+                self._rebuild(reading.stack_id, partition, stack)
                 dead = self._dead(
                     "aggregate", "processing_error", _text(value), key, {"error": repr(exc)}
                 )
-                await self._deliver([self._dead_send(dead)])
-                return
-            await self._commit(reading.stack_id, out, _text(value))
+                return await _queued([self._dead_send(dead)])
+            self._unsaved.setdefault(reading.stack_id, []).append((reading, stack))
+            try:
+                futures = await _queued(self._emit_sends(reading.stack_id, out, _text(value)))
+            except BaseException:
+                self._forget(reading.stack_id)
+                raise
         self.metrics.process_seconds.observe(time.perf_counter() - started)
+        return futures
+
+    def save_unsaved(self) -> list[Awaitable[Any]]:
+        """Write every stack changed since its last save to the changelog, once each; the
+        delivery futures (the checkpoint's step 2)."""
+        futures = [
+            self.states.save(stack_id) for stack_id in self._unsaved if self.states.live(stack_id)
+        ]
+        self._unsaved.clear()
+        return futures
+
+    def forget_unsaved(self) -> None:
+        """Partitions were revoked: live objects are dropped, the table is the truth again."""
+        self._unsaved.clear()
+
+    def _rebuild(self, stack_id: str, partition: int, stack: StackInfo) -> None:
+        """After a failed record: reload the stack's saved state and re-apply the readings
+        applied since (their outputs are already queued), so only the bad record is lost."""
+        self.states.discard(stack_id)
+        proc = self.states.get(stack_id, partition, stack)
+        for reading, seen_as in self._unsaved.get(stack_id, []):
+            try:
+                proc.on_reading(
+                    reading, partial(self.limits_for, seen_as), self.platform_clock.reference()
+                )
+            except Exception:
+                log.exception("re-applying a reading failed", extra={"stack_id": stack_id})
+
+    def _forget(self, stack_id: str) -> None:
+        """Outputs could not be queued: drop the live object and the checkpoint's readings of
+        the stack; the unacknowledged records are processed again after the restart."""
+        self.states.discard(stack_id)
+        self._unsaved.pop(stack_id, None)
 
     def _clock_reference(self, proc: StackProcessor, reading: Reading) -> ClockReference | None:
         """The platform's clock as this worker's stacks show it (see `platform_clock`)."""
@@ -249,10 +302,12 @@ class Pipeline:
         duplicate that emits nothing.
         """
         try:
-            await self._emit(stack_id, out, payload=payload)
-            await self.states.save(stack_id)
+            futures = await _queued(self._emit_sends(stack_id, out, payload))
+            futures.append(self.states.save(stack_id))
+            self._unsaved.pop(stack_id, None)
+            await _all_delivered(futures)
         except BaseException:
-            self.states.discard(stack_id)
+            self._forget(stack_id)
             raise
 
     async def handle_command(self, key: bytes | None, value: bytes | None, partition: int) -> None:
@@ -263,7 +318,7 @@ class Pipeline:
             self.metrics.commands.labels(outcome="rejected").inc()
             error = {"error": _first(exc)}
             dead = self._dead("command", "malformed_command", _text(value), key, error)
-            await self._deliver([self._dead_send(dead)])
+            await _all_delivered(await _queued([self._dead_send(dead)]))
             return
         async with self._lock(cmd.stack_id):
             proc = self.states.get(cmd.stack_id, partition)
@@ -273,7 +328,7 @@ class Pipeline:
                 self.metrics.commands.labels(outcome="rejected").inc()
                 error = {"error": str(exc)}
                 dead = self._dead("command", "alert_not_open", _text(value), key, error)
-                await self._deliver([self._dead_send(dead)])
+                await _all_delivered(await _queued([self._dead_send(dead)]))
                 return
             self.metrics.commands.labels(outcome="applied" if events else "duplicate").inc()
             await self._commit(cmd.stack_id, Outputs(alerts=events), _text(value))
@@ -334,7 +389,10 @@ class Pipeline:
 
     # ------------------------------------------------------------------ emit
 
-    async def _emit(self, stack_id: str, out: Outputs, *, payload: str) -> None:
+    def _emit_sends(
+        self, stack_id: str, out: Outputs, payload: str
+    ) -> list[Awaitable[Awaitable[Any]]]:
+        """The sends of a record's outputs, in order (nothing is queued until awaited)."""
         sends: list[Awaitable[Awaitable[Any]]] = []
         for agg in out.aggregates:
             topic = self.topics.for_period(agg.period)
@@ -349,7 +407,7 @@ class Pipeline:
         for late in out.late:
             dead = self._dead("aggregate", "late", payload, stack_id.encode(), {"detail": late})
             sends.append(self._dead_send(dead))
-        await self._deliver(sends)
+        return sends
 
     def _send(self, topic: TopicT, key: str, value: str) -> Awaitable[Awaitable[Any]]:
         return self.send(topic, key.encode("utf-8"), value.encode("utf-8"))
@@ -361,13 +419,6 @@ class Pipeline:
             extra={"stage": dead.stage, "reason": dead.reason, "key": dead.key, **dead.details},
         )
         return self._send(self.topics.deadletter, dead.key or "", dead.model_dump_json())
-
-    @staticmethod
-    async def _deliver(sends: list[Awaitable[Awaitable[Any]]]) -> None:
-        """Queue every send in order, then wait until the broker has acknowledged all."""
-        futures = [await s for s in sends]
-        if futures:
-            await asyncio.gather(*futures)
 
     def _dead(
         self,
@@ -385,6 +436,17 @@ class Pipeline:
             occurred_at=self.clock().astimezone(UTC),
             details=details,
         )
+
+
+async def _queued(sends: list[Awaitable[Awaitable[Any]]]) -> list[Awaitable[Any]]:
+    """Queue every send in order; their delivery futures (not awaited)."""
+    return [await send for send in sends]
+
+
+async def _all_delivered(futures: list[Awaitable[Any]]) -> None:
+    """Wait until the broker has acknowledged every delivery."""
+    if futures:
+        await asyncio.gather(*futures)
 
 
 def _first(exc: ValidationError) -> str:

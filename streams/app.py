@@ -9,7 +9,9 @@ Agents (README "Stream worker"):
 * `process`  readings → minute/hour/day aggregates, alerts, deadletter (late data);
 * `commands` alert-commands → alerts (acknowledgements on the same state table);
 * timer `tick` every `settings.streams.tick_interval_s` closes idle windows by event-time
-  watermark + grace, detects offline loggers and clears alerts past their hold time.
+  watermark + grace, detects offline loggers and clears alerts past their hold time;
+* timer `checkpoint` completes the checkpoints of decode and process that are due
+  (`streams.checkpoint`: records are acknowledged only once their effects are durable).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.types import TP, AgentT, StreamT, TableT
+from faust.types import TP, AgentT, EventT, StreamT, TableT
 from mode.types.signals import BaseSignalT
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +31,7 @@ from stackwatch.limits.catalogue import LimitCatalogue
 from stackwatch.registry import StackRegistry
 from stackwatch.settings import Settings
 from streams.agents import Pipeline, Send, faust_send
+from streams.checkpoint import Checkpoint
 from streams.continuity import Continuity
 from streams.faust_config import faust_app_kwargs
 from streams.metrics import WorkerMetrics
@@ -54,6 +57,20 @@ class WorkerApp:
     decode: AgentT[Any]
     process: AgentT[Any]
     commands: AgentT[Any]
+    checkpoints: dict[str, Checkpoint[Acked]]
+
+
+@dataclass(frozen=True)
+class Acked:
+    """An event and the stream that acknowledges it (Faust acks through the stream)."""
+
+    event: EventT[Any]
+    stream: StreamT[bytes]
+
+
+async def ack(acked: Acked) -> None:
+    """Acknowledge one event (its offset may then be committed)."""
+    await acked.stream.ack(acked.event)
 
 
 def _manual_acks(stream: StreamT[bytes]) -> StreamT[bytes]:
@@ -110,22 +127,46 @@ def create_app(
         await app.consumer.seek(tp, offset)
 
     guards = {name: Continuity(name, seek) for name in ("decode", "process", "commands")}
+    cfg = settings.streams
+
+    checkpoints: dict[str, Checkpoint[Acked]] = {
+        "decode": Checkpoint(
+            ack, max_records=cfg.checkpoint_records, interval_s=cfg.checkpoint_interval_s
+        ),
+        "process": Checkpoint(
+            ack,
+            save=pipeline.save_unsaved,
+            max_records=cfg.checkpoint_records,
+            interval_s=cfg.checkpoint_interval_s,
+        ),
+    }
 
     async def decode(stream: StreamT[bytes]) -> None:
-        """raw → readings | deadletter."""
+        """raw → readings | deadletter, acknowledged per checkpoint."""
         manual = _manual_acks(stream)
+        checkpoint = checkpoints["decode"]
         async for event in manual.events():
             if await guards["decode"].admit(event.message.tp, event.message.offset):
-                await pipeline.handle_raw(event.key, event.value)
-                await manual.ack(event)
+                async with checkpoint.applying():
+                    futures = await pipeline.queue_raw(event.key, event.value)
+                    checkpoint.add(Acked(event, manual), futures)
+            if checkpoint.due():
+                await checkpoint.flush()
 
     async def process(stream: StreamT[bytes]) -> None:
-        """readings → aggregates, alerts, deadletter; state written once per record."""
+        """readings → aggregates, alerts, deadletter; each changed stack's state written
+        once per checkpoint."""
         manual = _manual_acks(stream)
+        checkpoint = checkpoints["process"]
         async for event in manual.events():
             if await guards["process"].admit(event.message.tp, event.message.offset):
-                await pipeline.handle_reading(event.key, event.value, event.message.partition)
-                await manual.ack(event)
+                async with checkpoint.applying():
+                    futures = await pipeline.apply_reading(
+                        event.key, event.value, event.message.partition
+                    )
+                    checkpoint.add(Acked(event, manual), futures)
+            if checkpoint.due():
+                await checkpoint.flush()
 
     async def commands(stream: StreamT[bytes]) -> None:
         """alert-commands → ack events on the same state table."""
@@ -154,8 +195,20 @@ def create_app(
 
     app.timer(settings.streams.tick_interval_s, name="tick")(tick)
 
+    async def checkpoint() -> None:
+        """Complete the checkpoints that are due when their agent has no record to trigger
+        it (input idle, or Faust holding the input during a rebalance until all is acked)."""
+        for pending in checkpoints.values():
+            if pending.due():
+                await pending.flush()
+
+    app.timer(settings.streams.checkpoint_interval_s, name="checkpoint")(checkpoint)
+
     def on_revoked(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
         states.invalidate()
+        pipeline.forget_unsaved()
+        for pending in checkpoints.values():
+            pending.drop()
         for guard in guards.values():
             guard.reset()
 
@@ -182,4 +235,6 @@ def create_app(
         decode=decode_agent,
         process=process_agent,
         commands=commands_agent,
+        checkpoints=checkpoints,
     )
+

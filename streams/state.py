@@ -139,6 +139,10 @@ class StackStates:
         live = self._live.get(stack_id)
         return live.stack if live is not None else None
 
+    def live(self, stack_id: str) -> bool:
+        """Whether a live processor of the stack is held (it may have unsaved changes)."""
+        return stack_id in self._live
+
     def known(self, stack_id: str) -> bool:
         """Whether this worker holds state for the stack (live or in the table)."""
         return stack_id in self._live or isinstance(self.table.data.get(stack_id), dict)
@@ -165,9 +169,10 @@ class StackStates:
         """Write the stack's state to the table (store + changelog, one record), and the
         archived windows it changed (usually none).
 
-        Returns the changelog delivery futures, gathered: the agent awaits them before taking
-        the next record, so an input offset is never committed ahead of the state it produced
-        (a restart would otherwise recover a state that lacks records it will not see again).
+        Returns the changelog delivery futures, gathered: the checkpoint awaits them before it
+        acknowledges its records, so an input offset is never committed ahead of the state it
+        produced (a restart would otherwise recover a state that lacks records it will not see
+        again).
         """
         live = self._live[stack_id]
         live.touched = self.clock()

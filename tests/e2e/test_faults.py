@@ -127,7 +127,10 @@ async def reference_run(bootstrap: str, server_dsn: str, tmp: Path, minutes: int
     async with pipeline(bootstrap, fresh_database(server_dsn), tmp) as run:
         await run.feed(scenario(minutes), per_second=FEED_RATE)
         view = await final_view(run, None, minutes=minutes)
-        assert counts(view)["hour_aggregates"] == hours_closed(minutes), run.logs()
+        hours = sorted(str(row[:3]) for row in view["hour_aggregates"])
+        assert counts(view)["hour_aggregates"] == hours_closed(minutes), (
+            "hours stored: " + "\n".join(hours) + "\n" + run.logs()
+        )
         assert not duplicates_of(run.dsn)
         return view
 

@@ -27,8 +27,9 @@ from stackwatch.models import (
     ReadingKind,
     Verdict,
 )
+from stackwatch.processor import StackProcessor
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.settings import Settings, TopicSettings
+from stackwatch.settings import Settings, StreamSettings, TopicSettings
 from streams.app import WorkerApp, create_app
 from streams.continuity import Continuity
 from tests.agent_recorder import Recorder
@@ -49,7 +50,20 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def worker(recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> WorkerApp:
-    settings = Settings(topics=TopicSettings(partitions=1), kafka_bootstrap="127.0.0.1:9")
+    """A worker whose every record is its own checkpoint (state saved, then acknowledged)."""
+    return make_worker(recorder, tmp_path, monkeypatch, checkpoint_records=1)
+
+
+def make_worker(
+    recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, *, checkpoint_records: int
+) -> WorkerApp:
+    settings = Settings(
+        topics=TopicSettings(partitions=1),
+        kafka_bootstrap="127.0.0.1:9",
+        streams=StreamSettings(
+            checkpoint_records=checkpoint_records, checkpoint_interval_s=3600.0
+        ),
+    )
     wa = create_app(
         settings,
         broker="127.0.0.1:9",
@@ -58,12 +72,19 @@ def worker(recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -
         data_dir=tmp_path,
         send=recorder,
     )
+    states: list[tuple[str, Any]] = []
+
     def send_changelog(partition: int | None, key: Any, value: Any, *a: Any, **kw: Any) -> Any:
         done: asyncio.Future[None] = asyncio.get_event_loop().create_future()
         done.set_result(None)
         return done
 
-    monkeypatch.setattr(wa.table, "send_changelog", send_changelog)
+    def send_state(partition: int | None, key: Any, value: Any, *a: Any, **kw: Any) -> Any:
+        states.append((key, value))
+        return send_changelog(partition, key, value)
+
+    monkeypatch.setattr(wa.table, "send_changelog", send_state)
+    wa.table.sent = states  # type: ignore[attr-defined]
     archived: list[tuple[str, Any]] = []
 
     def send_archive(partition: int | None, key: Any, value: Any, *a: Any, **kw: Any) -> Any:
@@ -400,3 +421,60 @@ async def test_continuity_guard_repeats_the_seek_until_the_missing_record_arrive
     await asyncio.sleep(0.05)  # many re-seek periods: a healed gap is not sought again
     assert len(sought) <= seeks_when_healed + 1  # at most one already in flight
     assert [await guard.admit(tp, o) for o in (2, 3, 4, 5)] == [True] * 4
+
+
+async def test_a_checkpoint_writes_the_stack_state_once_and_acknowledges_after_it(
+    recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """65 readings of one stack in one checkpoint: the outputs go out record by record, the
+    state is written once at the checkpoint (not 65 times), and the records are acknowledged
+    only then."""
+    worker = make_worker(recorder, tmp_path, monkeypatch, checkpoint_records=1000)
+    checkpoint = worker.checkpoints["process"]
+    values = [20.0 if i % 2 == 0 else 23.0 for i in range(60)] + [21.0] * 5
+    async with worker.process.test_context() as agent:
+        for i, v in enumerate(values):
+            await agent.put(reading(T0 + timedelta(minutes=i), v).model_dump_json().encode(),
+                            key=b"kiln-1")
+        assert len(recorder.on(worker.topics.minute.get_topic_name())) == 65 * 2
+        assert worker.table.sent == []  # type: ignore[attr-defined]
+        assert len(checkpoint) == 65  # applied, not yet acknowledged
+        assert await checkpoint.flush() == 65
+    (key, state), = worker.table.sent  # type: ignore[attr-defined]
+    assert key == "kiln-1" and state["processor"]["stack_id"] == "kiln-1"
+    hours = [AggregateRecord.model_validate_json(v)
+             for _, v in recorder.on(worker.topics.hour.get_topic_name())]
+    (so2,) = [h for h in hours if h.factor == SO2]
+    assert so2.mean == pytest.approx(1290 / 60) and so2.valid_count == 60  # 30·20 + 30·23
+
+
+async def test_a_processing_error_mid_checkpoint_costs_only_the_bad_record(
+    recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Minute 10:30 makes the domain raise after 30 minutes were applied but not yet saved.
+    The stack is rebuilt from its saved state plus those 30 readings, so only 10:30 is lost:
+    the hour holds 59 minutes, 29 × 20 + 30 × 23 = 1270, mean 1270/59 ≈ 21.5254."""
+    worker = make_worker(recorder, tmp_path, monkeypatch, checkpoint_records=1000)
+    bad = T0 + timedelta(minutes=30)
+    on_reading = StackProcessor.on_reading
+
+    def failing(self: StackProcessor, r: Reading, *args: Any, **kwargs: Any) -> Any:
+        if r.data_time == bad:
+            raise RuntimeError("domain bug")
+        return on_reading(self, r, *args, **kwargs)
+
+    monkeypatch.setattr(StackProcessor, "on_reading", failing)
+    values = [20.0 if i % 2 == 0 else 23.0 for i in range(60)] + [21.0] * 5
+    async with worker.process.test_context() as agent:
+        for i, v in enumerate(values):
+            await agent.put(reading(T0 + timedelta(minutes=i), v).model_dump_json().encode(),
+                            key=b"kiln-1")
+        await worker.checkpoints["process"].flush()
+    dead = [DeadLetter.model_validate_json(v)
+            for _, v in recorder.on(worker.topics.deadletter.get_topic_name())]
+    assert [d.reason for d in dead] == ["processing_error"]
+    hours = [AggregateRecord.model_validate_json(v)
+             for _, v in recorder.on(worker.topics.hour.get_topic_name())]
+    (so2,) = [h for h in hours if h.factor == SO2]
+    assert so2.valid_count == 59
+    assert so2.mean == pytest.approx(1270 / 59)
