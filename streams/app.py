@@ -124,7 +124,14 @@ def create_app(
     )
 
     async def seek(tp: TP, offset: int) -> None:
-        await app.consumer.seek(tp, offset)
+        """Seek on the consumer's own thread (`seek_wait`). Faust's `consumer.seek` calls
+        aiokafka from this thread while the fetcher runs in the consumer thread, a race that
+        crashed the worker (measured: KeyError in aiokafka `fetched_records`, after a SIGKILL
+        restart while the continuity guard was seeking back)."""
+        try:
+            await app.consumer.seek_wait({tp: offset})
+        except Exception as exc:  # revoked meanwhile, broker away: the guard seeks again
+            log.warning("seek failed", extra={"tp": str(tp), "offset": offset, "error": repr(exc)})
 
     guards = {name: Continuity(name, seek) for name in ("decode", "process", "commands")}
     cfg = settings.streams

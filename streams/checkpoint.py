@@ -13,9 +13,10 @@ futures. Every `max_records` records or `interval_s` seconds, whichever comes fi
 4. only then are the records acknowledged, so Faust commits their offsets.
 
 A crash between checkpoints re-processes at most one checkpoint of records: the processor
-treats repeats as duplicates and outputs carry natural keys, so results stay exact.
-Faust waits for every fetched record to be acknowledged before it lets a rebalance go on
-(`_consumer_wait_empty`), so the worker's checkpoint timer keeps flushing during rebalances.
+treats repeats as duplicates and outputs carry natural keys, so results stay exact. The same
+holds for SIGTERM and rebalances: the apps run with `stream_wait_empty=False`, so Faust
+commits what was acknowledged and does not wait for a pending checkpoint; on revocation
+the checkpoint is dropped unacknowledged (`drop`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ handled in one place:
   rebuilt from their changelog topics on every start and rebalance.
 - The web server binds `settings.web_host` (127.0.0.1 by default), never 0.0.0.0
   (Faust's `web_bind` default is all interfaces).
+- `stream_wait_empty=False`: shutdown and rebalances commit what was acknowledged and go
+  on; records of an unfinished checkpoint are processed again (see `streams/checkpoint.py`).
 - `topic_partitions` comes from settings so changelog topics match the source topics'
   partition count (a Faust requirement for co-partitioned tables).
 
@@ -65,6 +67,12 @@ def faust_app_kwargs(
         "web_host": settings.web_host,
         "web_bind": settings.web_host,
         "web_port": settings.web_port,
+        # Records are acknowledged per checkpoint (streams/checkpoint.py) and a record that was
+        # not acknowledged is processed again after a restart or rebalance, so shutdown and
+        # revocation must not wait for the pending ones (Faust's default waits, and measured:
+        # SIGTERM then hung on records re-delivered and refused by the continuity guard, or
+        # pending when the checkpoint timer had already stopped).
+        "stream_wait_empty": False,
     }
     kwargs.update(_PROFILES[settings.broker_profile])
     return kwargs

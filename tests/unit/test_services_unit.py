@@ -225,6 +225,7 @@ def test_faust_kwargs_tansu_profile(tmp_path: Path) -> None:
         "web_host": "127.0.0.1",
         "web_bind": "127.0.0.1",
         "web_port": 6123,
+        "stream_wait_empty": False,
         "producer_max_batch_size": 1,
         "broker_session_timeout": 10.0,
         "broker_rebalance_timeout": 10.0,
