@@ -204,7 +204,7 @@ def create_app(
 
     async def checkpoint() -> None:
         """Complete the checkpoints that are due when their agent has no record to trigger
-        it (input idle, or Faust holding the input during a rebalance until all is acked)."""
+        them (the input is idle)."""
         for pending in checkpoints.values():
             if pending.due():
                 await pending.flush()
@@ -244,4 +244,3 @@ def create_app(
         commands=commands_agent,
         checkpoints=checkpoints,
     )
-
