@@ -184,10 +184,6 @@ class Pipeline:
             return self._dead("decode", result.reason, raw.text, key, details)
         return result
 
-    async def handle_raw(self, key: bytes | None, value: bytes | None) -> None:
-        """Decode one raw record and wait until its output is delivered."""
-        await _all_delivered(await self.queue_raw(key, value))
-
     async def queue_raw(self, key: bytes | None, value: bytes | None) -> list[Awaitable[Any]]:
         """Decode agent body: queue the reading (key = stack_id) or a dead letter; the
         delivery futures are awaited at the checkpoint."""
@@ -202,11 +198,6 @@ class Pipeline:
         )
 
     # ------------------------------------------------------------------ process
-
-    async def handle_reading(self, key: bytes | None, value: bytes | None, partition: int) -> None:
-        """Apply one reading and wait until its outputs and the stack's state are delivered."""
-        futures = await self.apply_reading(key, value, partition)
-        await _all_delivered([*futures, *self.save_unsaved()])
 
     async def apply_reading(
         self, key: bytes | None, value: bytes | None, partition: int

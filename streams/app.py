@@ -185,8 +185,9 @@ def create_app(
 
     # Manual acks: Faust acks the in-flight event in a `finally` when an agent is cancelled
     # (graceful shutdown, SIGTERM), committing the offset of a record whose outputs and state
-    # were never written. Acking only after `handle_*` returned makes SIGTERM as safe as
-    # SIGKILL: an unfinished record is processed again after the restart.
+    # were never written. Acking only once a record's effects are durable (its checkpoint, or
+    # `handle_command` returning) makes SIGTERM as safe as SIGKILL: an unfinished record is
+    # processed again after the restart.
     decode_agent = app.agent(topics.raw, name="decode")(decode)
     process_agent = app.agent(topics.readings, name="process")(process)
     commands_agent = app.agent(topics.alert_commands, name="commands")(commands)
