@@ -53,7 +53,6 @@ class Checkpoint(Generic[E]):
         self._futures: list[Awaitable[Any]] = []
         self._opened: float | None = None
         self._lock = asyncio.Lock()
-        self.flushed_records: list[int] = []  # sizes of the last flushes (metrics, tests)
 
     @asynccontextmanager
     async def applying(self) -> AsyncIterator[None]:
@@ -103,8 +102,6 @@ class Checkpoint(Generic[E]):
             await asyncio.gather(*futures)
         for event in events:
             await self.ack(event)
-        if events:
-            self.flushed_records = [*self.flushed_records[-99:], len(events)]
         return len(events)
 
 
