@@ -4,8 +4,8 @@ On the embedded Tansu, with `RawFrame` JSON records of realistic ~400-character 
 the gateway produces, ~0.6 kB):
 * aiokafka produce, `send_and_wait` one record at a time (`acks=all`, one record per batch):
   one broker round trip per record, as a single stop-and-wait producer sees it;
-* aiokafka produce, pipelined, one record per batch (the gateway's tansu profile with many
-  loggers in flight);
+* aiokafka produce, pipelined, one record per batch (how the gateway ran on Tansu before
+  batching, with many loggers in flight);
 * aiokafka produce, batched (64 KiB batches, linger 5 ms: the kafka profile);
 * aiokafka consume of the one-record-per-batch topic (assigned partitions, no group).
 On the embedded PostgreSQL 18, psycopg `COPY … FROM STDIN` of rows into `readings`, the table
@@ -168,7 +168,8 @@ def measure(bootstrap: str, dsn: str, opts: BenchOptions, partitions: int) -> Be
         figure("aiokafka produce, send_and_wait one by one", kafka["awaited"], "records/s",
                notes="acks=all, one record per batch: one round trip per record"),
         figure("aiokafka produce, pipelined, one record per batch", kafka["pipelined"],
-               "records/s", notes="the gateway's tansu profile with many records in flight"),
+               "records/s",
+               notes="one record per batch, many in flight (the gateway on Tansu before batching)"),
         figure("aiokafka produce, batched", kafka["batched"], "records/s",
                notes="64 KiB batches, linger 5 ms (kafka profile)"),
         figure("aiokafka consume", kafka["consume"], "records/s",

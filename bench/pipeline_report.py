@@ -12,8 +12,9 @@ from bench.results import BenchResult, Figure, figure
 
 #: 100 000 stacks × one frame per 30 s.
 NATIONAL_FPS = 100_000 / 30
-WHY_SLOW = ("< 1 on Tansu: every record is its own producer batch on the tansu profile, and at "
-            "400 frames/s offered the broker saturates (80-90 % CPU) while the worker uses ~45 %")
+WHY_SLOW = ("< 1 on this 2-core machine: producers batch on Tansu now, and at 400 frames/s "
+            "offered the gateway and the broker keep up (Tansu ~35 % CPU) while the worker is "
+            "CPU-bound (~80 % of a core: decode, validation and processing in Python)")
 
 
 class Latency(BaseModel):

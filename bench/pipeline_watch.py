@@ -5,7 +5,9 @@
   rows stored = `stackwatch_sink_rows_written_total{table}`.
 * Consumer lag of a group = Σ (end offset − committed offset) over its topics' partitions,
   read with a consumer that carries the group id but never joins (committed offsets move
-  only every commit interval, so this trails the counters by up to a few seconds).
+  only every commit interval, so this trails the counters by up to a few seconds). The end
+  offset is read from the log itself (the last batch is fetched), because Tansu reports the
+  last batch's base offset + 1 as the end.
 * Alert events are consumed from the alerts topic the moment they arrive (latency probes).
 * RSS of the workers and CPU % per process group (psutil) say where the machine's time went.
 """
@@ -114,9 +116,27 @@ class GroupLag:
         """Connect."""
         await self._consumer.start()
 
+    async def _true_ends(self) -> dict[TopicPartition, int]:
+        """End offsets as the log has them: the reported end, then past the last batch."""
+        reported = await self._consumer.end_offsets(self.tps)
+        ends = {tp: int(reported.get(tp, 0)) for tp in self.tps}
+        tail = [tp for tp in self.tps if ends[tp] > 0]
+        if not tail:
+            return ends
+        self._consumer.assign(tail)
+        for tp in tail:
+            self._consumer.seek(tp, ends[tp] - 1)
+        # One fetch from each reported end − 1 (the last batch's base) returns that batch:
+        # its last record is the true end. Records produced since are the next poll's.
+        batch = await self._consumer.getmany(*tail, timeout_ms=100)
+        for tp, records in batch.items():
+            if records:
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+        return ends
+
     async def lag(self) -> int:
         """Σ (end offset − committed offset); a partition never committed counts from 0."""
-        ends = await self._consumer.end_offsets(self.tps)
+        ends = await self._true_ends()
         lag = 0
         for tp in self.tps:
             committed = await self._consumer.committed(tp)

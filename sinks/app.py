@@ -185,7 +185,12 @@ def create_sink_app(
     lagged: set[TP] = set()
 
     async def update_lag() -> None:
-        """Consumer lag per partition: broker high-water mark − next offset to write."""
+        """Consumer lag per partition: broker high-water mark − next offset to write.
+
+        On the embedded Tansu broker the high-water mark is the last producer batch's base
+        offset + 1, so there the gauge can read up to one batch (≤ 16 kB of records) low;
+        Apache Kafka reports the true end. Growth and stalls show either way.
+        """
         try:
             consumer = app.consumer
             committed = getattr(consumer, "_committed_offset", {})

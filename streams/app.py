@@ -133,7 +133,25 @@ def create_app(
         except Exception as exc:  # revoked meanwhile, broker away: the guard seeks again
             log.warning("seek failed", extra={"tp": str(tp), "offset": offset, "error": repr(exc)})
 
-    guards = {name: Continuity(name, seek) for name in ("decode", "process", "commands")}
+    async def start_offset(tp: TP) -> int | None:
+        """The offset this member resumes `tp` at: the group's committed offset, which Faust
+        reads when the partition is assigned (before any record is delivered), else the
+        log start. None when the broker cannot say (the guard then trusts the first record)."""
+        committed = cast(Any, app.consumer)._committed_offset.get(tp)
+        if committed:
+            return int(committed)
+        try:
+            earliest = await app.consumer.earliest_offsets(tp)
+        except Exception as exc:  # broker away: do not hold the agent up
+            log.warning("no log start offset", extra={"tp": str(tp), "error": repr(exc)})
+            return None
+        start = earliest.get(tp)
+        return None if start is None else int(start)
+
+    guards = {
+        name: Continuity(name, seek, start_offset=start_offset)
+        for name in ("decode", "process", "commands")
+    }
     cfg = settings.streams
 
     checkpoints: dict[str, Checkpoint[Acked]] = {

@@ -13,6 +13,11 @@ e.g. aborted transactions, or measured on Tansu: an offset assigned to a produce
 a broker restart cut off, the producer's retry landing at a later offset); it is accepted with
 an error log, and reading resumes at the lowest offset seen after the hole, so the records
 passed over while waiting are still handled.
+
+The first record of a partition after an assignment is checked too, against the offset the
+group resumes at (its committed offset, or the log start): measured on Tansu with batching
+producers, a fresh worker's first records of a partition began past offsets that had been
+fetched before its recovery ended, and nothing showed the loss (44 % of a day's readings).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from faust.types import TP
 log = logging.getLogger(__name__)
 
 Seek = Callable[[TP, int], Awaitable[None]]
+StartOffset = Callable[[TP], Awaitable[int | None]]
 
 
 class Continuity:
@@ -39,12 +45,16 @@ class Continuity:
         *,
         give_up_s: float = 30.0,
         reseek_s: float = 1.0,
+        seek_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        start_offset: StartOffset | None = None,
     ) -> None:
         self.name = name
-        self.seek = seek
+        self._seek = seek
+        self._start_offset = start_offset
         self.give_up_s = give_up_s
         self.reseek_s = reseek_s
+        self.seek_timeout_s = seek_timeout_s
         self.clock = clock
         self._next: dict[TP, int] = {}
         self._healing: dict[TP, tuple[int, float]] = {}  # tp → (offset sought, since)
@@ -60,6 +70,10 @@ class Continuity:
     async def admit(self, tp: TP, offset: int) -> bool:
         """True if the record at `offset` is the next one and must be handled now."""
         expected = self._next.get(tp)
+        if expected is None and self._start_offset is not None:
+            # The first record after an assignment must be the one the group resumes at,
+            # or records before it were skipped without any later jump to show it.
+            expected = await self._start_offset(tp)
         if expected is None or offset == expected:
             self._next[tp] = offset + 1
             self._healing.pop(tp, None)
@@ -94,6 +108,23 @@ class Continuity:
         )
         await self._heal(tp, expected)
         return False
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        """One seek, given up after `seek_timeout_s` (the re-seek loop tries again).
+
+        The seek runs on Faust's consumer thread. A seek asked for while the group was
+        rebalancing never completed (measured: a second worker joined 1 s after the guard
+        sought back; the decode agent waited on that seek for good and its partitions were
+        never read again, a third of the day lost). An agent must never wait on it forever.
+        """
+        try:
+            await asyncio.wait_for(self._seek(tp, offset), self.seek_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "seek did not complete; trying again: %s %s offset %d",
+                self.name, tp, offset,
+                extra={"agent": self.name, "tp": str(tp), "offset": offset},
+            )
 
     async def _heal(self, tp: TP, offset: int) -> None:
         """Seek back to `offset` now and, until it arrives, again every `reseek_s`."""

@@ -608,7 +608,6 @@ class Gateway:
             bootstrap=servers,
             raw_topic=settings.topics.raw,
             deadletter_topic=settings.topics.deadletter,
-            broker_profile=settings.broker_profile,
             partitions=settings.topics.partitions,
             client_id=f"stackwatch-{name}",
         )

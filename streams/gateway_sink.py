@@ -18,7 +18,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stackwatch.models import DeadLetter, RawFrame
-from stackwatch.settings import BrokerProfile
 
 log = logging.getLogger("stackwatch.gateway")
 
@@ -50,9 +49,11 @@ def _key(raw: RawFrame) -> bytes | None:
 class KafkaFrameSink:
     """Produces `RawFrame` / `DeadLetter` JSON with aiokafka, `acks="all"`.
 
-    With the `tansu` broker profile each record travels in its own producer batch
-    (`max_batch_size=1`: aiokafka always admits the first record of a batch), the workaround
-    for Tansu's batch-based offsets; the `kafka` profile keeps normal batching.
+    Frames from many connections share producer batches on both broker profiles (up to
+    64 kB, no linger: frames that queue while a request is in flight go out together); each
+    connection still answers its 9014 only once the broker has acknowledged that frame.
+    Tansu's batch-based end offsets no longer matter: table recovery reads up to a marker
+    (`streams/changelog_marker.py`).
     """
 
     def __init__(
@@ -61,7 +62,6 @@ class KafkaFrameSink:
         bootstrap: str,
         raw_topic: str,
         deadletter_topic: str,
-        broker_profile: BrokerProfile = "tansu",
         partitions: int = 4,
         create_topics: bool = True,
         client_id: str = "stackwatch-gateway",
@@ -71,7 +71,6 @@ class KafkaFrameSink:
         self._bootstrap = bootstrap
         self._raw_topic = raw_topic
         self._deadletter_topic = deadletter_topic
-        self._profile = broker_profile
         self._partitions = partitions
         self._create_topics = create_topics
         self._client_id = client_id
@@ -87,17 +86,13 @@ class KafkaFrameSink:
         """Create the two topics if missing, then start the producer."""
         if self._create_topics:
             await self._ensure_topics()
-        batching: dict[str, Any] = (
-            {"max_batch_size": 1, "linger_ms": 0}
-            if self._profile == "tansu"
-            else {"max_batch_size": 64 * 1024, "linger_ms": 5}
-        )
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
             acks="all",
             request_timeout_ms=self._request_timeout_ms,
-            **batching,
+            max_batch_size=64 * 1024,
+            linger_ms=0,  # no added wait: frames queued while a request is in flight batch anyway
         )
         await producer.start()
         self._producer = producer

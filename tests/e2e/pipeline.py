@@ -173,21 +173,25 @@ class Pipeline:
         return env | self.extra_env
 
     def start(self, name: str) -> Child:
-        """(Re)start one part: `gateway`, `worker` or `sinks`."""
+        """(Re)start one part: `gateway`, `worker` or `sinks`; `worker2`, `worker3`… are more
+        members of the worker's consumer group (scale-out)."""
         group = self.prefix.replace(".", "-")
         metrics = self.metrics_ports
         gateway_metrics = (
             ["--metrics-port", str(metrics["gateway"])] if "gateway" in metrics else []
         )
-        args = {
-            "gateway": ["gateway", "run", "--port", str(self.gateway_port), *gateway_metrics],
-            "worker": ["worker", "run", "--app-id", f"{group}-worker",
-                       "--web-port", str(free_port()),
-                       "--metrics-port", str(metrics.get("worker") or free_port()),
-                       "--data-dir", str(self.tmp / "faust")],
-            "sinks": ["sinks", "run", "--app-id", f"{group}-sinks",
-                      "--metrics-port", str(metrics.get("sinks", 0))],
-        }[name]
+        if name.startswith("worker"):
+            args = ["worker", "run", "--app-id", f"{group}-worker",
+                    "--web-port", str(free_port()),
+                    "--metrics-port", str(metrics.get(name) or free_port()),
+                    "--data-dir", str(self.tmp / f"faust-{name}")]
+        else:
+            args = {
+                "gateway": ["gateway", "run", "--port", str(self.gateway_port),
+                            *gateway_metrics],
+                "sinks": ["sinks", "run", "--app-id", f"{group}-sinks",
+                          "--metrics-port", str(metrics.get("sinks", 0))],
+            }[name]
         env = self.env()
         if name == "sinks":
             env["STACKWATCH_WEB_PORT"] = str(free_port())
@@ -211,7 +215,8 @@ class Pipeline:
         child.log.close()
 
     def stop_all(self) -> None:
-        for name in ("gateway", "worker", "sinks"):
+        order = ["gateway", *sorted(n for n in self.children if n.startswith("worker")), "sinks"]
+        for name in order:
             child = self.children.get(name)
             if child is not None and not child.log.closed:
                 stop_child(child)

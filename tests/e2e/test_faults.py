@@ -196,6 +196,24 @@ async def test_worker_sigkill_mid_stream(
         assert_same(run, got, undisturbed)
 
 
+async def test_second_worker_joins_mid_stream(
+    undisturbed: View, kafka_bootstrap: str, pg_dsn: str, tmp_path: Path
+) -> None:
+    """Scale-out: a second worker joins the consumer group mid-stream. The group rebalances,
+    the partitions it takes over are recovered from their changelogs (up to the recovery
+    marker, with batching producers on Tansu), and the two workers share the rest of the day.
+    The tables are exactly those of one undisturbed worker."""
+    async with pipeline(kafka_bootstrap, fresh_database(pg_dsn), tmp_path) as run:
+        async def second_worker() -> None:
+            run.start("worker2")
+
+        await feed_with_fault(run, second_worker)
+        got = await final_view(run, counts(undisturbed))
+        assert_same(run, got, undisturbed)
+        # Both members took part: each logged records it processed after the rebalance.
+        assert "worker2" in run.children and run.children["worker2"].proc.poll() is None
+
+
 async def test_database_down_mid_stream(
     undisturbed: View, kafka_bootstrap: str, tmp_path: Path
 ) -> None:

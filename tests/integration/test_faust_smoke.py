@@ -5,6 +5,9 @@ table and in a 60 s tumbling event-time window. It is stopped with SIGTERM after
 batch, restarted, fed a second batch, and its state must then be exactly the hand-counted
 totals of both batches: the tables were recovered from their changelogs, and recovery did
 not trip over Tansu's batch-based latest offsets (no `ConsistencyError` in the log).
+
+A second test writes a changelog as one producer batch, the case Tansu's end offset gets
+wrong, and checks that recovery reads all of it (streams/changelog_marker.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import psutil
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stackwatch.services.ports import free_port
@@ -161,3 +164,63 @@ async def test_worker_restart_recovers_tables(
     assert state["per_minute"] == EXPECTED_WINDOWS
     assert second.sigterm() == 0
     assert "ConsistencyError" not in log_file.read_text()
+
+
+async def test_recovery_reads_a_changelog_written_in_one_batch(
+    kafka_bootstrap: str, unique_topic: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    app_id = unique_topic.replace(".", "-")
+    changelog = f"{app_id}-totals-changelog"
+    topic = f"{unique_topic}.events"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(t, num_partitions=1, replication_factor=1) for t in (topic, changelog)]
+        )
+    finally:
+        await admin.close()
+    # A previous worker counted S1 up to 10: ten changelog records, sent as one batch.
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=200)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(changelog, json.dumps(n).encode(), key=b'"S1"', partition=0)
+            for n in range(1, 11)
+        ]
+        offsets = [(await f).offset for f in futures]
+    finally:
+        await producer.stop()
+    assert offsets == list(range(10))
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    await consumer.start()
+    try:
+        end = (await consumer.end_offsets([TopicPartition(changelog, 0)]))[
+            TopicPartition(changelog, 0)
+        ]
+    finally:
+        await consumer.stop()
+    # Tansu reports the last batch's base offset + 1: recovery up to it would read one record.
+    assert end == 1
+
+    snap = tmp_path / "snapshot.json"
+    worker = Worker(
+        {
+            **os.environ,
+            "SMOKE_BROKER": kafka_bootstrap,
+            "SMOKE_TOPIC": topic,
+            "SMOKE_APP_ID": app_id,
+            "SMOKE_DATA_DIR": str(tmp_path / "faust"),
+            "SMOKE_WEB_PORT": str(free_port()),
+            "SMOKE_SNAPSHOT": str(snap),
+            "PYTHONPATH": str(REPO),
+        },
+        tmp_path / "worker.log",
+    )
+    workers.append(worker)
+    await _produce(kafka_bootstrap, topic, [("S1", 5)])
+    # Recovered 10, plus the new event: 11 (an end-offset recovery would give 1 + 1 = 2).
+    state = _wait_for_totals(worker, snap, {"S1": 11})
+    log = (tmp_path / "worker.log").read_text()
+    assert state is not None and state["totals"] == {"S1": 11}, log[-3000:]
+    assert worker.sigterm() == 0

@@ -423,6 +423,55 @@ async def test_continuity_guard_repeats_the_seek_until_the_missing_record_arrive
     assert [await guard.admit(tp, o) for o in (2, 3, 4, 5)] == [True] * 4
 
 
+async def test_continuity_guard_checks_the_first_record_against_the_resume_offset() -> None:
+    """A fresh member's first record of a partition was offset 5 where the group resumes at 0
+    (nothing committed, log start 0): records 0–4 were skipped with no later jump to show it.
+    The guard seeks back to 0; below a committed offset, records are already handled."""
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    resume = {TP("raw", 0): 0, TP("raw", 1): 40}
+
+    async def start_offset(tp: TP) -> int | None:
+        return resume[tp]
+
+    guard = Continuity("decode", seek, reseek_s=60.0, start_offset=start_offset)
+    fresh, committed = TP("raw", 0), TP("raw", 1)
+    assert await guard.admit(fresh, 5) is False
+    assert sought == [(fresh, 0)]
+    assert [await guard.admit(fresh, o) for o in range(6)] == [True] * 6
+    assert await guard.admit(committed, 39) is False  # below the committed offset: done before
+    assert await guard.admit(committed, 40) is True
+    guard.reset()  # a new assignment: the resume offset is asked for again
+    resume[fresh] = 6
+    assert await guard.admit(fresh, 6) is True
+
+
+async def test_continuity_guard_does_not_wait_for_good_on_a_seek_lost_in_a_rebalance() -> None:
+    """A seek asked for during a rebalance never completed, and the agent that awaited it
+    never read its partitions again. The guard gives each seek `seek_timeout_s`, goes on
+    refusing the records past the gap, and seeks again until the missing record arrives."""
+    calls: list[int] = []
+    second = asyncio.Event()
+
+    async def seek(_tp: TP, offset: int) -> None:
+        calls.append(offset)
+        if len(calls) == 1:
+            await asyncio.Event().wait()  # the first seek is lost: it never returns
+        second.set()
+
+    guard = Continuity("decode", seek, give_up_s=30.0, reseek_s=0.001, seek_timeout_s=0.05)
+    tp = TP("raw", 1)
+    assert [await guard.admit(tp, o) for o in (0, 1)] == [True, True]
+    # 2 was skipped: the admit of 3 returns (False) although its seek hangs.
+    assert await asyncio.wait_for(guard.admit(tp, 3), 5) is False
+    await asyncio.wait_for(second.wait(), 5)  # sought again
+    assert calls[:2] == [2, 2]
+    assert [await guard.admit(tp, o) for o in (2, 3)] == [True, True]
+
+
 async def test_a_checkpoint_writes_the_stack_state_once_and_acknowledges_after_it(
     recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

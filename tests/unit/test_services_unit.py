@@ -226,7 +226,8 @@ def test_faust_kwargs_tansu_profile(tmp_path: Path) -> None:
         "web_bind": "127.0.0.1",
         "web_port": 6123,
         "stream_wait_empty": False,
-        "producer_max_batch_size": 1,
+        "Table": "streams.changelog_marker:MarkerAwareTable",
+        "TableManager": "streams.changelog_marker:MarkedTableManager",
         "broker_session_timeout": 10.0,
         "broker_rebalance_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,
@@ -238,8 +239,10 @@ def test_faust_kwargs_kafka_profile_keeps_faust_defaults(tmp_path: Path) -> None
     kwargs = faust_app_kwargs(settings, broker="k1:9092,k2:9092", app_id="sw", data_dir=tmp_path)
     assert kwargs["broker"] == "kafka://k1:9092;k2:9092"
     assert kwargs["store"] == "memory://"
+    # Recovery reads up to a marker on every broker; producers batch on both profiles.
+    assert kwargs["TableManager"] == "streams.changelog_marker:MarkedTableManager"
+    assert "producer_max_batch_size" not in kwargs
     for tansu_only in (
-        "producer_max_batch_size",
         "broker_session_timeout",
         "broker_rebalance_timeout",
         "broker_heartbeat_interval",
