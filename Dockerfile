@@ -2,13 +2,18 @@
 FROM python:3.11.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+# Reports: WeasyPrint lays out PDFs with pango; a CJK font so 中文 renders in charts and PDFs.
+RUN apt-get update && apt-get install -y --no-install-recommends \
+        libpango-1.0-0 libpangoft2-1.0-0 fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY stackwatch ./stackwatch
 COPY streams ./streams
 COPY sinks ./sinks
 COPY simulators ./simulators
+COPY reports ./reports
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 stackwatch \
     && mkdir -p /app/registry && chown stackwatch /app/registry
 USER stackwatch
-EXPOSE 9212 6066 9308
+EXPOSE 9212 6066 6068 9308
 CMD ["stackwatch", "--help"]

@@ -29,7 +29,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, SecretStr, Validation
 
 from sinks.db import build_conninfo
 from stackwatch.notify.ack import AckCommand, AckRequest
-from stackwatch.settings import BrokerProfile
 
 __all__ = [
     "MIN_TOKEN_LENGTH",
@@ -146,18 +145,14 @@ class PgAlertRepository:
 class KafkaAckPublisher:
     """Publishes ack commands as JSON, keyed by stack id, with aiokafka (``acks="all"``)."""
 
-    def __init__(self, bootstrap: str, topic: str, broker_profile: BrokerProfile = "tansu"):
+    def __init__(self, bootstrap: str, topic: str):
         self.bootstrap = bootstrap
         self.topic = topic
-        self.broker_profile = broker_profile
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         """Connect the producer."""
-        batching: dict[str, Any] = (
-            {"max_batch_size": 1, "linger_ms": 0} if self.broker_profile == "tansu" else {}
-        )
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **batching)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         await producer.start()
         self._producer = producer
 

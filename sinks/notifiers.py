@@ -3,8 +3,10 @@
 A :class:`Notifier` turns one :class:`~stackwatch.notify.Notification` into deliveries (one
 per recipient channel), renders each for its channel, sends it with exponential backoff and
 writes every attempt to the delivery log (table ``notifications``: one row per alert event,
-channel and recipient; retries update the row). A failed delivery never raises: it is logged
-with its reason, so one broken robot URL cannot stop the dispatcher.
+channel and recipient; retries update the row). With acknowledgement links on, each delivery
+is rendered with links signed for *its* recipient (one fresh link per alert and recipient), so
+whoever opens a link is recorded as the person the message went to. A failed delivery never
+raises: it is logged with its reason, so one broken robot URL cannot stop the dispatcher.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from sinks.db import build_conninfo, redact_dsn
+from stackwatch.notify.ack_link import AckLinks
 from stackwatch.notify.config import EmailChannel, NotifyConfig, WebhookChannel
 from stackwatch.notify.model import Delivery, Notification, NotificationKind
 from stackwatch.notify.render import (
@@ -397,8 +400,12 @@ class Notifier:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: NotifierMetrics | None = None,
+        ack_links: AckLinks | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
+        self.ack_links = ack_links
+        self.clock = clock
         self.metrics = metrics or NotifierMetrics()
         self.base_url = config.grafana_url or base_url
         self.webhook = webhook
@@ -417,22 +424,35 @@ class Notifier:
         results = await asyncio.gather(*(self.deliver(d) for d in items))
         return list(zip(items, results, strict=True))
 
+    def links_for(self, delivery: Delivery) -> dict[str, str] | None:
+        """Alert id → acknowledgement link signed for this delivery's recipient (open alerts
+        only); None when links are off."""
+        if self.ack_links is None:
+            return None
+        now = self.clock()
+        return {
+            item.event.alert_id: self.ack_links.url(item.event.alert_id, delivery.recipient, now)
+            for item in delivery.notification.alerts
+            if not item.resolved
+        }
+
     def _operation(self, delivery: Delivery) -> Callable[[], Awaitable[None]]:
         n, channel = delivery.notification, delivery.channel
+        links = self.links_for(delivery)
         if isinstance(channel, WebhookChannel):
             payload = {
                 "json": json_payload,
                 "dingtalk": dingtalk_payload,
                 "wecom": wecom_payload,
-            }[channel.format](n, self.base_url)
+            }[channel.format](n, self.base_url, links)
             return lambda: self.webhook.send(channel, payload)
         assert isinstance(channel, EmailChannel)
         message = build_email(
             self.email.smtp.sender,
             channel.address,
             render_subject(n),
-            render_text(n, self.base_url),
-            render_html(n, self.base_url),
+            render_text(n, self.base_url, links),
+            render_html(n, self.base_url, links),
         )
         return lambda: self.email.send(message)
 

@@ -131,6 +131,35 @@ class SmtpSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0, description="SMTP connect/send timeout.")
 
 
+class AckPageSettings(BaseModel):
+    """Acknowledge-from-the-message: signed per-recipient links and the page they open
+    (`STACKWATCH_ACK_PAGE__SECRET`, …; docs/ack-page.md)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Put a signed acknowledgement link for its recipient in every "
+        "notification, and serve the page from `stackwatch alerts api`. Needs `secret`.",
+    )
+    secret: SecretStr | None = Field(
+        default=None,
+        description="Signing key of the links (at least 32 random characters; the same in "
+        "the dispatcher and the page). No default: refused unless --insecure-dev.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:6068",
+        description="Public URL of the page as recipients' phones reach it (links are "
+        "<base_url>/ack/<alert id>/<token>).",
+    )
+    host: str = Field(default="127.0.0.1", description="Bind address of the page.")
+    port: int = Field(default=6068, ge=1, le=65535, description="Port of the page.")
+    lifetime_h: float = Field(
+        default=72.0, gt=0, description="Hours a link stays valid after it was sent."
+    )
+    trend_hours: int = Field(
+        default=24, ge=2, le=168, description="Hours of hourly values in the page's trend chart."
+    )
+
+
 class Settings(BaseSettings):
     """All stackwatch configuration."""
 
@@ -182,6 +211,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     streams: StreamSettings = StreamSettings()
     smtp: SmtpSettings = SmtpSettings()
+    ack_page: AckPageSettings = AckPageSettings()
 
     def resolved_data_dir(self) -> Path:
         """Absolute data directory (created on demand by the services module)."""

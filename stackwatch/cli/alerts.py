@@ -1,5 +1,8 @@
 """`stackwatch alerts ack|list|dispatch|api`: the alert workflow (README "Alert workflow").
 
+With `STACKWATCH_ACK_PAGE__ENABLED=true`, `dispatch` signs a per-recipient acknowledgement
+link into every message and `api` also serves the page those links open (docs/ack-page.md).
+
 The module only wires: the I/O (PostgreSQL, Kafka, HTTP, SMTP) lives in `sinks/` and is
 imported inside the commands, so the `stackwatch` package never imports a driver
 (CONTRIBUTING "Layout"). The database is STACKWATCH_DATABASE_URL or the embedded PostgreSQL 18;
@@ -10,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -21,6 +24,9 @@ from rich.table import Table
 
 from stackwatch.notify.ack import AckRequest
 from stackwatch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from stackwatch.notify.ack_link import AckLinkSigner
 
 app = typer.Typer(help="Alerts: acknowledge, list, dispatch notifications, serve the ack API.")
 console = Console()
@@ -64,6 +70,28 @@ def _bootstrap(bootstrap: str | None, settings: Settings) -> str:
         raise _fail(str(exc)) from None
 
 
+InsecureDevOption = Annotated[
+    bool,
+    typer.Option("--insecure-dev", help="Allow running WITHOUT a token / link secret (local "
+                 "development only)."),
+]
+
+
+def _link_signer(settings: Settings, insecure_dev: bool) -> AckLinkSigner | None:
+    """The acknowledgement-link signer when links are enabled (None otherwise); refuses a
+    missing or short secret unless ``insecure_dev``."""
+    from stackwatch.notify.ack_link import AckLinkSigner, InsecureSecretError, check_secret
+
+    cfg = settings.ack_page
+    if not cfg.enabled:
+        return None
+    try:
+        secret = check_secret(cfg.secret, insecure_dev=insecure_dev)
+    except InsecureSecretError as exc:
+        raise _fail(str(exc)) from None
+    return AckLinkSigner(secret, lifetime=timedelta(hours=cfg.lifetime_h))
+
+
 def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,7 +120,7 @@ def ack(
 
     async def run() -> Any:
         topic = settings.topics.alert_commands
-        publisher = KafkaAckPublisher(kafka, topic, settings.broker_profile)
+        publisher = KafkaAckPublisher(kafka, topic)
         await publisher.start()
         try:
             return await publish_ack(
@@ -186,6 +214,7 @@ def dispatch(
         typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port (0 = any).",
                      show_default=False),
     ] = None,
+    insecure_dev: InsecureDevOption = False,
 ) -> None:
     """Consume the alerts topic and send notifications (webhook, e-mail) until stopped."""
     import httpx
@@ -206,8 +235,11 @@ def dispatch(
     )
     from stackwatch.cli.gateway import load_registry
     from stackwatch.notify import NotifyConfig, NotifyConfigError
+    from stackwatch.notify.ack_link import AckLinks
 
     settings = get_settings()
+    signer = _link_signer(settings, insecure_dev)
+    links = AckLinks(signer, settings.ack_page.base_url) if signer is not None else None
     try:
         config = NotifyConfig.load(routes)
     except NotifyConfigError as exc:
@@ -239,7 +271,11 @@ def dispatch(
                 email=EmailSender(settings.smtp),
                 delivery_log=log,
                 metrics=metrics,
+                ack_links=links,
             )
+            if links is not None:
+                console.print(f"acknowledgement links to {links.base_url}/ack/…",
+                              highlight=False)
             store = FileStateStore(
                 state_file or settings.resolved_data_dir() / "notify-state.json"
             )
@@ -268,14 +304,12 @@ def api(
                                              "settings.web_host).", show_default=False)] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default: settings.web_port).",
                                              show_default=False)] = None,
-    insecure_dev: Annotated[
-        bool,
-        typer.Option("--insecure-dev", help="Allow running WITHOUT a token (local development)."),
-    ] = False,
+    insecure_dev: InsecureDevOption = False,
     dsn: DsnOption = None,
     bootstrap: BootstrapOption = None,
 ) -> None:
-    """Serve the acknowledgement HTTP API (POST /alerts/{id}/ack, GET /alerts)."""
+    """Serve the acknowledgement HTTP API (POST /alerts/{id}/ack, GET /alerts) and, when
+    acknowledgement links are enabled, the page they open (settings.ack_page host/port)."""
     from aiohttp import web
 
     from sinks.ack_api import (
@@ -285,37 +319,65 @@ def api(
         check_token,
         create_app,
     )
+    from sinks.ack_page import PgAckPageStore, create_ack_page_app
 
     settings = get_settings()
     try:
         check_token(settings.api_token, insecure_dev=insecure_dev)
     except InsecureConfigError as exc:
         raise _fail(str(exc)) from None
+    signer = _link_signer(settings, insecure_dev)
     db, kafka = _dsn(dsn, settings), _bootstrap(bootstrap, settings)
-    publisher = KafkaAckPublisher(kafka, settings.topics.alert_commands, settings.broker_profile)
+    publisher = KafkaAckPublisher(kafka, settings.topics.alert_commands)
+    repository = PgAlertRepository(db)
     try:
         application = create_app(
             token=settings.api_token,
             publisher=publisher,
-            repository=PgAlertRepository(db),
+            repository=repository,
             insecure_dev=insecure_dev,
         )
     except InsecureConfigError as exc:
         raise _fail(str(exc)) from None
+    page = (
+        create_ack_page_app(
+            signer=signer,
+            evidence=PgAckPageStore(db),
+            uses=PgAckPageStore(db),
+            repository=repository,
+            publisher=publisher,
+            trend_hours=settings.ack_page.trend_hours,
+            grafana_url=settings.grafana_url,
+        )
+        if signer is not None
+        else None
+    )
     bind_host, bind_port = host or settings.web_host, port or settings.web_port
+    page_host, page_port = settings.ack_page.host, settings.ack_page.port
 
     async def run() -> None:
         stop = asyncio.Event()
         _stop_on_signals(stop)
         await publisher.start()
-        runner = web.AppRunner(application)
-        await runner.setup()
+        runners = [web.AppRunner(application)]
+        if page is not None:
+            runners.append(web.AppRunner(page))
         try:
-            await web.TCPSite(runner, bind_host, bind_port).start()
+            for runner in runners:
+                await runner.setup()
+            await web.TCPSite(runners[0], bind_host, bind_port).start()
             console.print(f"ack API on http://{bind_host}:{bind_port}", highlight=False)
+            if page is not None:
+                await web.TCPSite(runners[1], page_host, page_port).start()
+                console.print(
+                    f"ack page on http://{page_host}:{page_port} "
+                    f"(links: {settings.ack_page.base_url})",
+                    highlight=False,
+                )
             await stop.wait()
         finally:
-            await runner.cleanup()
+            for runner in runners:
+                await runner.cleanup()
             await publisher.stop()
 
     try:

@@ -3,8 +3,10 @@
 Every message states what an inspector needs to act without opening another system: stack,
 plant, factor (name and HJ 212-2017 code), value against the limit, the reference O2 the value
 is converted to (HJ 212-2017 App. D eq. 28; "measured" where no reference applies), the period
-(Beijing time, the time base of HJ 212 DataTime), the rule's evidence, and a link to the
-Grafana stack dashboard. Webhook formats:
+(Beijing time, the time base of HJ 212 DataTime), the rule's evidence, a link to the
+Grafana stack dashboard at the alert's stack and time range, and — when acknowledgement links
+are on — the recipient's own signed link to acknowledge it (``ack_links``: alert id → URL,
+built per delivery by the notifier, see ``stackwatch.notify.ack_link``). Webhook formats:
 
 * generic JSON: a stable, versioned document for machine consumers;
 * DingTalk custom robot: ``{"msgtype": "markdown", "markdown": {"title", "text"}}``;
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +31,7 @@ from stackwatch.notify.model import AlertItem, Notification, NotificationKind
 __all__ = [
     "BEIJING",
     "WECOM_MAX_BYTES",
+    "alert_dashboard_url",
     "dashboard_url",
     "dingtalk_payload",
     "format_number",
@@ -92,10 +96,36 @@ def _period(start: datetime | None, end: datetime | None) -> str:
     return f"{a.strftime('%Y-%m-%d %H:%M')} – {tail} (UTC+8)"
 
 
-def dashboard_url(base: str, stack_id: str) -> str:
-    """Grafana stack dashboard of ``stack_id``."""
+DASHBOARD_BEFORE = timedelta(hours=6)
+"""The dashboard link opens this long before the alert's period (the run-up is evidence)."""
+DASHBOARD_AFTER = timedelta(hours=1)
+"""…and this long after it (what happened next)."""
+
+
+def _epoch_ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def dashboard_url(
+    base: str, stack_id: str, start: datetime | None = None, end: datetime | None = None
+) -> str:
+    """Grafana stack dashboard of ``stack_id``; with ``start``/``end`` also the time range
+    (``from``/``to`` in epoch milliseconds, Grafana's absolute-range URL form)."""
     stack = quote(stack_id, safe="")
-    return f"{base.rstrip('/')}/d/stackwatch-stack/stack-detail?var-stack={stack}"
+    url = f"{base.rstrip('/')}/d/stackwatch-stack/stack-detail?var-stack={stack}"
+    if start is not None and end is not None:
+        url += f"&from={_epoch_ms(start)}&to={_epoch_ms(max(start, end))}"
+    return url
+
+
+def alert_dashboard_url(base: str, event: AlertEvent) -> str:
+    """Stack detail at the alert's stack, from :data:`DASHBOARD_BEFORE` before its period
+    (or first sighting) to :data:`DASHBOARD_AFTER` after its period (or last sighting)."""
+    start = event.period_start or event.first_seen
+    end = event.cleared_at or event.period_end or event.last_seen
+    return dashboard_url(
+        base, event.stack_id, start - DASHBOARD_BEFORE, max(end, start) + DASHBOARD_AFTER
+    )
 
 
 def _unit(event: AlertEvent) -> str:
@@ -162,7 +192,14 @@ def _evidence(event: AlertEvent) -> list[tuple[str, str]]:
     return out
 
 
-def _fields(item: AlertItem, base_url: str) -> list[tuple[str, str]]:
+ACK_LABEL = "确认 / Acknowledge"
+"""Label of the row carrying the recipient's acknowledgement link."""
+DASHBOARD_LABEL = "曲线 / Dashboard"
+
+
+def _fields(
+    item: AlertItem, base_url: str, ack_links: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
     """(label, value) rows of one alert, in display order."""
     e, s = item.event, item.stack
     zh_sev, en_sev = SEVERITY_LABELS[e.severity]
@@ -194,11 +231,17 @@ def _fields(item: AlertItem, base_url: str) -> list[tuple[str, str]]:
     evidence = _evidence(e)
     if evidence:
         rows.append(("证据 / Evidence", "; ".join(f"{k}={v}" for k, v in evidence)))
+    link = (ack_links or {}).get(e.alert_id)
+    if link and not item.resolved:
+        rows.append((ACK_LABEL, link))
     rows += [
-        ("曲线 / Dashboard", dashboard_url(base_url, e.stack_id)),
+        (DASHBOARD_LABEL, alert_dashboard_url(base_url, e)),
         ("编号 / Alert id", e.alert_id),
     ]
     return rows
+
+
+_LINKED = (ACK_LABEL, DASHBOARD_LABEL)
 
 
 def render_subject(n: Notification) -> str:
@@ -234,30 +277,45 @@ def _intro(n: Notification) -> str:
 _ACK_HINT = (
     "确认 / Acknowledge: stackwatch alerts ack <编号 alert id> --by <姓名 name> --reason <原因>"
 )
+_LINK_HINT = (
+    "确认 / Acknowledge: 打开上面的确认链接（本人专用，请勿转发） / open the acknowledge link "
+    "above (personal: it records you, do not forward it)."
+)
 
 
-def render_text(n: Notification, base_url: str) -> str:
+def _hint(n: Notification, ack_links: Mapping[str, str] | None) -> str | None:
+    if n.kind is NotificationKind.RESOLVED:
+        return None
+    if ack_links and any(item.event.alert_id in ack_links for item in n.alerts):
+        return _LINK_HINT
+    return _ACK_HINT
+
+
+def render_text(
+    n: Notification, base_url: str, ack_links: Mapping[str, str] | None = None
+) -> str:
     """Plain-text body (e-mail text part, generic JSON ``text``)."""
     parts = [render_subject(n), "", _intro(n)]
     for i, item in enumerate(n.alerts, 1):
         parts += ["", f"— {i}/{len(n.alerts)} —"]
-        parts += [f"{label}: {value}" for label, value in _fields(item, base_url)]
-    if n.kind is not NotificationKind.RESOLVED:
-        parts += ["", _ACK_HINT]
+        parts += [f"{label}: {value}" for label, value in _fields(item, base_url, ack_links)]
+    hint = _hint(n, ack_links)
+    if hint is not None:
+        parts += ["", hint]
     return "\n".join(parts) + "\n"
 
 
-def render_html(n: Notification, base_url: str) -> str:
+def render_html(
+    n: Notification, base_url: str, ack_links: Mapping[str, str] | None = None
+) -> str:
     """HTML body (e-mail HTML part). Every interpolated value is escaped."""
     esc = html.escape
     blocks: list[str] = []
     for item in n.alerts:
         rows = []
-        for label, value in _fields(item, base_url):
-            if label.startswith("曲线"):
-                cell = f'<a href="{esc(value)}">{esc(value)}</a>'
-            else:
-                cell = esc(value)
+        for label, value in _fields(item, base_url, ack_links):
+            linked = label in _LINKED
+            cell = f'<a href="{esc(value)}">{esc(value)}</a>' if linked else esc(value)
             rows.append(
                 f'<tr><th style="text-align:left;padding:2px 8px">{esc(label)}</th>'
                 f'<td style="padding:2px 8px">{cell}</td></tr>'
@@ -265,7 +323,8 @@ def render_html(n: Notification, base_url: str) -> str:
         blocks.append('<table style="border-collapse:collapse;margin:8px 0">' + "".join(rows)
                       + "</table>")
     intro = "<br>".join(esc(line) for line in _intro(n).splitlines())
-    hint = f"<p>{esc(_ACK_HINT)}</p>" if n.kind is not NotificationKind.RESOLVED else ""
+    text_hint = _hint(n, ack_links)
+    hint = f"<p>{esc(text_hint)}</p>" if text_hint is not None else ""
     return (
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
         f"<title>{esc(render_subject(n))}</title></head><body>"
@@ -273,11 +332,15 @@ def render_html(n: Notification, base_url: str) -> str:
     )
 
 
-def _markdown_alert(item: AlertItem, base_url: str, sep: str) -> str:
+def _markdown_alert(
+    item: AlertItem, base_url: str, sep: str, ack_links: Mapping[str, str] | None
+) -> str:
     lines: list[str] = []
-    for label, value in _fields(item, base_url):
-        if label.startswith("曲线"):
+    for label, value in _fields(item, base_url, ack_links):
+        if label == DASHBOARD_LABEL:
             lines.append(f"[查看曲线 Open dashboard]({value})")
+        elif label == ACK_LABEL:
+            lines.append(f"**{label}**: [点此确认 Acknowledge here]({value})")
         else:
             lines.append(f"**{label}**: {value}")
     return sep.join(lines)
@@ -287,13 +350,19 @@ def _more(count: int, sep: str) -> str:
     return f"{sep}…另有 {count} 条告警未显示 / {count} more alert(s) not shown\n"
 
 
-def _markdown(n: Notification, base_url: str, sep: str, max_bytes: int | None = None) -> str:
+def _markdown(
+    n: Notification,
+    base_url: str,
+    sep: str,
+    max_bytes: int | None = None,
+    ack_links: Mapping[str, str] | None = None,
+) -> str:
     """Markdown of the notification, one field per line (``sep``: DingTalk needs a blank line
     between lines, WeCom honours single newlines). With ``max_bytes`` it is cut at an alert
     boundary with a note (an alert is shown only when the note for the rest still fits)."""
     text = f"### {render_subject(n)}{sep}{sep.join(_intro(n).splitlines())}\n"
     rule = f"{sep}---{sep}"
-    blocks = [_markdown_alert(item, base_url, sep) for item in n.alerts]
+    blocks = [_markdown_alert(item, base_url, sep, ack_links) for item in n.alerts]
     for i, block in enumerate(blocks):
         candidate = text + rule + block + "\n"
         if max_bytes is None:
@@ -316,22 +385,28 @@ def _cut(text: str, max_bytes: int) -> str:
     return raw[: max_bytes - 3].decode("utf-8", errors="ignore") + "…"
 
 
-def dingtalk_payload(n: Notification, base_url: str) -> dict[str, Any]:
+def dingtalk_payload(
+    n: Notification, base_url: str, ack_links: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """DingTalk custom robot markdown message."""
-    return {
-        "msgtype": "markdown",
-        "markdown": {"title": render_subject(n), "text": _markdown(n, base_url, "\n\n")},
-    }
+    text = _markdown(n, base_url, "\n\n", ack_links=ack_links)
+    return {"msgtype": "markdown", "markdown": {"title": render_subject(n), "text": text}}
 
 
-def wecom_payload(n: Notification, base_url: str) -> dict[str, Any]:
+def wecom_payload(
+    n: Notification, base_url: str, ack_links: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """WeCom group robot markdown message (content ≤ 4096 UTF-8 bytes)."""
-    content = _markdown(n, base_url, "\n", WECOM_MAX_BYTES)
+    content = _markdown(n, base_url, "\n", WECOM_MAX_BYTES, ack_links)
     return {"msgtype": "markdown", "markdown": {"content": content}}
 
 
-def json_payload(n: Notification, base_url: str) -> dict[str, Any]:
-    """Generic JSON document (``version`` 1) for machine consumers."""
+def json_payload(
+    n: Notification, base_url: str, ack_links: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Generic JSON document (``version`` 1) for machine consumers; ``ack_url`` is the
+    recipient's acknowledgement link (null when links are off or the alert has cleared)."""
+    links = ack_links or {}
     alerts: list[dict[str, Any]] = []
     for item in n.alerts:
         e, s = item.event, item.stack
@@ -370,7 +445,8 @@ def json_payload(n: Notification, base_url: str) -> dict[str, Any]:
                 "ack_by": e.ack_by,
                 "ack_reason": e.ack_reason,
                 "escalation_level": item.level,
-                "dashboard_url": dashboard_url(base_url, e.stack_id),
+                "dashboard_url": alert_dashboard_url(base_url, e),
+                "ack_url": None if item.resolved else links.get(e.alert_id),
             }
         )
     return {
@@ -382,6 +458,6 @@ def json_payload(n: Notification, base_url: str) -> dict[str, Any]:
         "level": n.level,
         "at": n.at.isoformat(),
         "title": render_subject(n),
-        "text": render_text(n, base_url),
+        "text": render_text(n, base_url, ack_links),
         "alerts": alerts,
     }

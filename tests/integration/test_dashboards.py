@@ -675,6 +675,12 @@ def test_stack_detail_annotations(db: Db) -> None:
     assert alert["time"] == DAY_START + timedelta(hours=23)
     assert alert["tags"] == "alert,alarm,hour_exceedance"
     assert "小时均值超标" in alert["text"] and "peak 45" in alert["text"]
+    assert "acked by" not in alert["text"]  # a1 is unacknowledged
+    # a4 (mill flat-line, 11:00–12:00) was acknowledged by ops.wang: the annotation says so
+    [m] = run_query(alerts, db, FLAG_STACK)
+    [mill_alert] = records(m)
+    assert mill_alert["tags"] == "alert,warning,flatline"
+    assert mill_alert["text"].endswith(" · cleared · 已确认 acked by ops.wang")
 
 
 def test_alert_stats_and_time_to_acknowledge(db: Db) -> None:

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -310,6 +311,49 @@ async def test_email_and_webhooks_are_received(
         ("webhook", "sent", 1),
         ("webhook", "sent", 1),
     ]
+
+
+async def test_every_recipient_gets_a_link_of_their_own(
+    smtp_server: tuple[int, _MailSink], hooks: Hooks
+) -> None:
+    """Two people and a JSON robot in one group: each delivery carries a link signed for its
+    own recipient (a fresh link id each), so an acknowledgement is recorded as that person."""
+    from stackwatch.notify.ack_link import AckLinks, AckLinkSigner
+
+    port, sink = smtp_server
+    config = NotifyConfig.model_validate({
+        "recipients": [
+            {"name": "王工", "channels": [{"type": "email", "address": "wang@example.cn"}]},
+            {"name": "李工", "channels": [{"type": "email", "address": "li@example.cn"}]},
+            {"name": "robot", "channels": [{"type": "webhook", "url": f"{hooks.url}/json"}]},
+        ],
+        "groups": [{"name": "duty", "members": ["王工", "李工", "robot"]}],
+        "routes": [{"name": "handan", "group": "duty", "group_wait": "0s"}],
+    })
+    signer = AckLinkSigner("s" * 32, lifetime=timedelta(hours=72))
+    async with httpx.AsyncClient(timeout=5) as client:
+        notifier = make_notifier(config, client, port, MemoryDeliveryLog())
+        notifier.ack_links = AckLinks(signer, "https://ack.example")
+        notifier.clock = lambda: END
+        outcomes = await notifier.send(notification())
+    assert sorted(r.status for _, r in outcomes) == ["sent"] * 3
+    prefix = f"https://ack.example/ack/{ALERT_ID}/"
+    seen: dict[str, str] = {}
+    for _from, [rcpt], raw in sink.messages:
+        msg = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        plain, html = msg.get_body(("plain",)), msg.get_body(("html",))
+        assert plain is not None and html is not None
+        [url] = re.findall(r"确认 / Acknowledge: (https?://\S+)", plain.get_content())
+        assert url.startswith(prefix) and f'href="{url}"' in html.get_content()
+        claims = signer.verify(url.removeprefix(prefix), END, alert_id=ALERT_ID)
+        seen[rcpt] = claims.recipient
+        assert claims.issued_at == END
+    assert seen == {"wang@example.cn": "王工", "li@example.cn": "李工"}
+    [doc] = hooks.received["json"]
+    robot = signer.verify(doc["alerts"][0]["ack_url"].removeprefix(prefix), END)
+    assert robot.recipient == "robot"
+    assert f"确认 / Acknowledge: {doc['alerts'][0]['ack_url']}" in doc["text"]
 
 
 async def test_webhook_retries_until_delivered_and_logs_to_postgres(

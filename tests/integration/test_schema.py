@@ -126,14 +126,15 @@ def test_migrate_plain_mode_records_versions_and_is_idempotent(
 ) -> None:
     first = migrate(conn)
     # PostgreSQL 18 here has no timescaledb: plain mode, 0001 core + 0003 views + 0005 real
-    # loggers (0002 and 0004 exist only for TimescaleDB).
+    # loggers + 0006 limit verdicts + 0008 used ack links (0002, 0004 and 0007 exist only for
+    # TimescaleDB).
     assert first.mode is Mode.PLAIN
-    assert first.applied == [1, 3, 5, 6]
+    assert first.applied == [1, 3, 5, 6, 8]
     assert first.timescaledb_version is None
 
     second = migrate(conn)
     assert second.applied == []
-    assert second.already_applied == [1, 3, 5, 6]
+    assert second.already_applied == [1, 3, 5, 6, 8]
 
     rows = conn.execute("SELECT version, name, mode FROM schema_migrations ORDER BY 1").fetchall()
     assert rows == [
@@ -141,11 +142,12 @@ def test_migrate_plain_mode_records_versions_and_is_idempotent(
         (3, "compliance", "plain"),
         (5, "real_loggers", "plain"),
         (6, "limit_verdicts", "plain"),
+        (8, "ack_links", "plain"),
     ]
 
     st = status(conn)
     assert st.mode is Mode.PLAIN
-    assert [a.version for a in st.applied] == [1, 3, 5, 6]
+    assert [a.version for a in st.applied] == [1, 3, 5, 6, 8]
     assert st.pending == []
     assert st.modified == []
 
@@ -156,7 +158,7 @@ def test_status_of_a_fresh_database_lists_everything_pending(
     st = status(conn)
     assert st.mode is None
     assert st.applied == []
-    assert st.pending == [1, 3, 5, 6]
+    assert st.pending == [1, 3, 5, 6, 8]
     assert not st.timescaledb_available
 
 
@@ -181,6 +183,7 @@ def test_every_table_and_view_exists(migrated: psycopg.Connection[Any]) -> None:
         "notifications",
         "dead_letters",
         "limit_verdicts",
+        "ack_link_uses",
     }
     views = {
         r[0]

@@ -96,11 +96,12 @@ def test_migration_chooses_timescale_and_is_idempotent(
     conn, _, first = ts
     assert first.mode is Mode.TIMESCALE
     # 0001 core, 0002 hypertables, 0003 caggs (replacing the plain views), 0004 retention,
-    # 0005 real-logger columns, 0006 limit verdicts and their views, 0007 their hypertable
-    assert first.applied == [1, 2, 3, 4, 5, 6, 7]
+    # 0005 real-logger columns, 0006 limit verdicts and their views, 0007 their hypertable,
+    # 0008 used ack links
+    assert first.applied == [1, 2, 3, 4, 5, 6, 7, 8]
     again = migrate(conn)
     assert again.applied == []
-    assert again.already_applied == [1, 2, 3, 4, 5, 6, 7]
+    assert again.already_applied == [1, 2, 3, 4, 5, 6, 7, 8]
     modes = conn.execute("SELECT DISTINCT mode FROM schema_migrations").fetchall()
     assert modes == [("timescale",)]
     st = status(conn)
@@ -356,7 +357,7 @@ def test_plain_mode_can_be_forced_on_a_timescale_server(
     try:
         conn.execute(f"SET search_path TO {plain}, public")
         result = migrate(conn, mode="plain")
-        assert (result.mode, result.applied) == (Mode.PLAIN, [1, 3, 5, 6])
+        assert (result.mode, result.applied) == (Mode.PLAIN, [1, 3, 5, 6, 8])
         views = conn.execute(
             "SELECT table_name FROM information_schema.views WHERE table_schema = %s ORDER BY 1",
             (plain,),

@@ -13,6 +13,7 @@ import ast
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -315,6 +316,20 @@ def test_notification_links_open_the_stack_dashboard() -> None:
     assert dash["title"].lower().startswith("stack detail")
     [stack_var] = [v for v in dash["templating"]["list"] if v["name"] == "stack"]
     assert parse_qs(url.query) == {"var-stack": ["ay-sinter-1"]}
+    # with the alert's range: Grafana's absolute from/to in epoch ms. 2025-06-01T00:00Z =
+    # (55 years × 365 + 14 leap days + 151 days Jan–May) × 86 400 s = 1 748 736 000 s
+    ranged = urlsplit(dashboard_url(
+        "http://grafana.example:3000", "ay-sinter-1",
+        datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 6, 1, 7, tzinfo=UTC),
+    ))
+    assert parse_qs(ranged.query) == {
+        "var-stack": ["ay-sinter-1"], "from": ["1748736000000"], "to": ["1748761200000"]
+    }
+    # …where the alerts of the stack are annotations
+    alerts = [a for a in dash["annotations"]["list"] if a["name"] == "告警 Alerts"]
+    assert alerts and alerts[0]["enable"] and not alerts[0]["hide"]
+    assert "FROM alerts" in alerts[0]["target"]["rawSql"]
+    assert "${stack:sqlstring}" in alerts[0]["target"]["rawSql"]
     # one stack at a time; its panels quote the value themselves
     assert not stack_var["multi"] and not stack_var["includeAll"]
     for p in _panels(dash):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
 from stackwatch.notify import AlertItem, Notification, NotificationKind, StackMeta
 from stackwatch.notify.render import (
     WECOM_MAX_BYTES,
+    alert_dashboard_url,
     dashboard_url,
     dingtalk_payload,
     format_number,
@@ -24,6 +25,13 @@ from stackwatch.notify.render import (
 GRAFANA = "http://grafana.example:3000/"
 START = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)  # Beijing 10:00
 END = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # Beijing 11:00
+#: 2026-11-22T00:00Z in epoch seconds: 56 years 1970–2025 with 14 leap days = 20 454 days,
+#: + 325 days (Jan 1 → Nov 22 of 2026) = 20 779 days × 86 400 = 1 795 305 600.
+DAY_EPOCH = 1_795_305_600
+#: The dashboard range of the SO2 hour 02:00–03:00 UTC: 6 h before (20:00 the day before) to
+#: 1 h after (04:00), in epoch milliseconds.
+RANGE = f"&from={(DAY_EPOCH - 4 * 3600) * 1000}&to={(DAY_EPOCH + 4 * 3600) * 1000}"
+ACK_URL = "https://ack.example/ack/0b7c7c1e-0000-5000-8000-000000000001/tok.en.sig"
 STACK = StackMeta(
     stack_id="hd-steel-01", name="1#烧结机头", plant="某钢铁有限公司", city="邯郸", sector="steel"
 )
@@ -94,7 +102,8 @@ def test_plain_text_states_everything_bilingually() -> None:
         "2026-11-22 10:00 – 11:00 (UTC+8)",
         "limit_row=GB28662-ULE-SO2",
         "valid_minutes=58",
-        "http://grafana.example:3000/d/stackwatch-stack/stack-detail?var-stack=hd-steel-01",
+        "http://grafana.example:3000/d/stackwatch-stack/stack-detail?var-stack=hd-steel-01"
+        + RANGE,
         "未确认 unacknowledged",
         "stackwatch alerts ack",
     ]:
@@ -147,7 +156,8 @@ def test_html_escapes_every_value() -> None:
     assert "&lt;script&gt;x&lt;/script&gt;" in page
     assert "A&amp;B &lt;Steel&gt;" in page
     link = "http://grafana.example:3000/d/stackwatch-stack/stack-detail?var-stack=s%3C1%3E"
-    assert f'href="{link}"' in page  # '<' → %3C, '>' → %3E
+    # '<' → %3C, '>' → %3E; the '&' between query parameters is escaped in the attribute
+    assert f'href="{link}{RANGE.replace("&", "&amp;")}"' in page
     assert "二氧化硫" in page and "sulphur dioxide (SO2)" in page
 
 
@@ -187,7 +197,11 @@ def test_generic_json_document() -> None:
     )
     assert a["plant"] == "某钢铁有限公司" and a["city"] == "邯郸"
     assert a["period_start"] == "2026-11-22T02:00:00+00:00"
-    assert a["dashboard_url"].endswith("var-stack=hd-steel-01")
+    assert a["dashboard_url"] == (
+        "http://grafana.example:3000/d/stackwatch-stack/stack-detail?var-stack=hd-steel-01"
+        + RANGE
+    )
+    assert a["ack_url"] is None  # links off
     json.dumps(doc)
 
 
@@ -197,3 +211,45 @@ def test_resolved_message_has_no_ack_hint() -> None:
     text = render_text(note(cleared, kind=NotificationKind.RESOLVED), GRAFANA)
     assert "已恢复 resolved at 2026-11-22 13:00" in text  # 05:00 UTC = 13:00 Beijing
     assert "stackwatch alerts ack" not in text
+
+
+def test_dashboard_range_without_a_period_uses_the_sightings() -> None:
+    # offline: no period; first seen 03:00, last seen 05:00 UTC → 21:00 the day before … 06:00
+    offline = so2(rule=Rule.OFFLINE, factor=None, period_start=None, period_end=None,
+                  first_seen=END, last_seen=END + timedelta(hours=2))
+    assert alert_dashboard_url("http://g/", offline) == (
+        "http://g/d/stackwatch-stack/stack-detail?var-stack=hd-steel-01"
+        f"&from={(DAY_EPOCH - 3 * 3600) * 1000}&to={(DAY_EPOCH + 6 * 3600) * 1000}"
+    )
+    # a cleared alert's range ends 1 h after the clearance (07:00 → 08:00 UTC)
+    cleared = so2(cleared_at=END + timedelta(hours=4), state=AlertState.CLEARED)
+    assert alert_dashboard_url("http://g", cleared).endswith(
+        f"&to={(DAY_EPOCH + 8 * 3600) * 1000}"
+    )
+
+
+def test_every_format_carries_the_recipients_ack_link() -> None:
+    links = {so2().alert_id: ACK_URL}
+    n = note(so2())
+    text = render_text(n, GRAFANA, links)
+    assert f"确认 / Acknowledge: {ACK_URL}\n" in text
+    assert "stackwatch alerts ack" not in text  # the link replaces the CLI hint
+    assert "本人专用" in text
+    page = render_html(n, GRAFANA, links)
+    assert f'<a href="{ACK_URL}">{ACK_URL}</a>' in page
+    dd = dingtalk_payload(n, GRAFANA, links)["markdown"]["text"]
+    assert f"**确认 / Acknowledge**: [点此确认 Acknowledge here]({ACK_URL})" in dd
+    wc = wecom_payload(n, GRAFANA, links)["markdown"]["content"]
+    assert f"[点此确认 Acknowledge here]({ACK_URL})" in wc
+    doc = json_payload(n, GRAFANA, links)
+    assert doc["alerts"][0]["ack_url"] == ACK_URL
+    assert f"确认 / Acknowledge: {ACK_URL}" in doc["text"]
+
+
+def test_resolved_alerts_get_no_ack_link() -> None:
+    cleared = so2(seq=2, kind=EventKind.CLEAR, state=AlertState.CLEARED,
+                  cleared_at=datetime(2026, 11, 22, 5, 0, tzinfo=UTC))
+    links = {cleared.alert_id: ACK_URL}
+    n = note(cleared, kind=NotificationKind.RESOLVED)
+    assert ACK_URL not in render_text(n, GRAFANA, links)
+    assert json_payload(n, GRAFANA, links)["alerts"][0]["ack_url"] is None
