@@ -18,7 +18,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from reports.model import AlertEntry, ReportData, StackEntry, VerdictEntry
+from reports.model import AlertEntry, HourEntry, ReportData, StackEntry, VerdictEntry
 from reports.params import ReportParams
 from stackwatch.compliance import CHINA_TZ, HourStatus, LimitKind
 from stackwatch.report_stats import CaptureRate, LimitTally, capture_rate, tally_statuses
@@ -121,20 +121,9 @@ class DailyLine(_Line):
     mass_valid: bool | None
 
 
-class HourlyLine(_Line):
+class HourlyLine(HourEntry):
     """One stored hour, with the worst status its limits gave it."""
 
-    stack_id: str
-    factor: str
-    start: AwareDatetime
-    mean: float | None
-    zs_mean: float | None
-    ref_o2: float | None
-    valid: bool
-    stopped: bool
-    flag: str | None
-    mass_kg: float | None
-    limit_mg_m3: float | None
     status: HourStatus | None
 
 
@@ -410,18 +399,7 @@ def build_report(data: ReportData, params: ReportParams, now: datetime) -> Repor
         daily=tuple(_daily(data, status)),
         hourly=tuple(
             HourlyLine(
-                stack_id=h.stack_id,
-                factor=h.factor,
-                start=h.start,
-                mean=h.mean,
-                zs_mean=h.zs_mean,
-                ref_o2=h.ref_o2,
-                valid=h.valid,
-                stopped=h.stopped,
-                flag=h.flag,
-                mass_kg=h.mass_kg,
-                limit_mg_m3=h.limit_mg_m3,
-                status=status.get((h.stack_id, h.factor, h.start)),
+                **h.model_dump(), status=status.get((h.stack_id, h.factor, h.start))
             )
             for h in data.hours
         ),

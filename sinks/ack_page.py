@@ -515,9 +515,11 @@ def _page(
     )
 
 
-async def _show(request: web.Request) -> web.Response:
-    ctx = request.app[_CTX]
-    alert_id, token = request.match_info["alert_id"], request.match_info["token"]
+async def _checked(
+    ctx: _Context, token: str, alert_id: str
+) -> tuple[AckLinkClaims, AlertEvidence] | web.Response:
+    """The link's claims and the alert's evidence, or the refusal page (forged, expired,
+    used, unknown alert)."""
     claims = _verify(ctx, token, alert_id)
     if isinstance(claims, web.Response):
         return claims
@@ -526,6 +528,16 @@ async def _show(request: web.Request) -> web.Response:
     evidence = await ctx.evidence.evidence(alert_id, ctx.trend_hours)
     if evidence is None:
         return _refuse(ctx, "unknown")
+    return claims, evidence
+
+
+async def _show(request: web.Request) -> web.Response:
+    ctx = request.app[_CTX]
+    alert_id, token = request.match_info["alert_id"], request.match_info["token"]
+    checked = await _checked(ctx, token, alert_id)
+    if isinstance(checked, web.Response):
+        return checked
+    claims, evidence = checked
     return _page(ctx, 200, evidence, claims, token)
 
 
@@ -536,14 +548,10 @@ async def _submit(request: web.Request) -> web.Response:
     token, raw_reason = form.get("token"), form.get("reason", "")
     if not isinstance(token, str) or token != path_token:
         return _refuse(ctx, "forged")
-    claims = _verify(ctx, token, alert_id)
-    if isinstance(claims, web.Response):
-        return claims
-    if await ctx.uses.used(claims.jti):
-        return _refuse(ctx, "reused")
-    evidence = await ctx.evidence.evidence(alert_id, ctx.trend_hours)
-    if evidence is None:
-        return _refuse(ctx, "unknown")
+    checked = await _checked(ctx, token, alert_id)
+    if isinstance(checked, web.Response):
+        return checked
+    claims, evidence = checked
     reason = raw_reason.strip() if isinstance(raw_reason, str) else ""
     if not reason or len(reason) > MAX_REASON:
         error = (

@@ -34,6 +34,7 @@ from streams.agents import Pipeline, Send, faust_send
 from streams.checkpoint import Checkpoint
 from streams.continuity import Continuity
 from streams.faust_config import faust_app_kwargs
+from streams.log_start import LogStarts
 from streams.metrics import WorkerMetrics
 from streams.state import StackStates
 from streams.topics import Topics, define_topics
@@ -133,6 +134,9 @@ def create_app(
         except Exception as exc:  # revoked meanwhile, broker away: the guard seeks again
             log.warning("seek failed", extra={"tp": str(tp), "offset": offset, "error": repr(exc)})
 
+    log_starts = LogStarts(broker)
+    app.service(cast(Any, log_starts))  # an instance: Faust starts and stops it with the app
+
     async def start_offset(tp: TP) -> int | None:
         """The offset this member resumes `tp` at: the group's committed offset, which Faust
         reads when the partition is assigned (before any record is delivered), else the
@@ -140,13 +144,7 @@ def create_app(
         committed = cast(Any, app.consumer)._committed_offset.get(tp)
         if committed:
             return int(committed)
-        try:
-            earliest = await app.consumer.earliest_offsets(tp)
-        except Exception as exc:  # broker away: do not hold the agent up
-            log.warning("no log start offset", extra={"tp": str(tp), "error": repr(exc)})
-            return None
-        start = earliest.get(tp)
-        return None if start is None else int(start)
+        return await log_starts.start_of(tp)
 
     guards = {
         name: Continuity(name, seek, start_offset=start_offset)
