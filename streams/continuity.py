@@ -74,6 +74,8 @@ class Continuity:
             # The first record after an assignment must be the one the group resumes at,
             # or records before it were skipped without any later jump to show it.
             expected = await self._start_offset(tp)
+            if expected is not None:
+                self._next[tp] = expected  # asked once per assignment, not per record
         if expected is None or offset == expected:
             self._next[tp] = offset + 1
             self._healing.pop(tp, None)

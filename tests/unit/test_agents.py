@@ -433,8 +433,10 @@ async def test_continuity_guard_checks_the_first_record_against_the_resume_offse
         sought.append((tp, offset))
 
     resume = {TP("raw", 0): 0, TP("raw", 1): 40}
+    asked: list[TP] = []
 
     async def start_offset(tp: TP) -> int | None:
+        asked.append(tp)
         return resume[tp]
 
     guard = Continuity("decode", seek, reseek_s=60.0, start_offset=start_offset)
@@ -444,6 +446,7 @@ async def test_continuity_guard_checks_the_first_record_against_the_resume_offse
     assert [await guard.admit(fresh, o) for o in range(6)] == [True] * 6
     assert await guard.admit(committed, 39) is False  # below the committed offset: done before
     assert await guard.admit(committed, 40) is True
+    assert asked == [fresh, committed]  # once per partition and assignment, not per record
     guard.reset()  # a new assignment: the resume offset is asked for again
     resume[fresh] = 6
     assert await guard.admit(fresh, 6) is True
