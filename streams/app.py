@@ -79,6 +79,11 @@ def _manual_acks(stream: StreamT[bytes]) -> StreamT[bytes]:
     return cast(StreamT[bytes], cast(Any, stream).noack())
 
 
+TAIL_IDLE_S = 5.0
+"""A partition whose log goes on past the next expected record, with nothing admitted for this
+long, is sought back (`Continuity.check_tails`)."""
+
+
 def create_app(
     settings: Settings,
     *,
@@ -216,6 +221,8 @@ def create_app(
         readings = topics.readings.get_topic_name()
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == readings}
         await pipeline.tick(active)
+        for guard in guards.values():
+            await guard.check_tails(log_starts.end_of, idle_s=TAIL_IDLE_S)
 
     app.timer(settings.streams.tick_interval_s, name="tick")(tick)
 

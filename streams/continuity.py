@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Seek = Callable[[TP, int], Awaitable[None]]
 StartOffset = Callable[[TP], Awaitable[int | None]]
+EndOffset = Callable[[TP], Awaitable[int | None]]
 
 
 class Continuity:
@@ -59,6 +60,8 @@ class Continuity:
         self._next: dict[TP, int] = {}
         self._healing: dict[TP, tuple[int, float]] = {}  # tp → (offset sought, since)
         self._beyond: dict[TP, int] = {}  # tp → lowest offset delivered past the gap
+        self._admitted_at: dict[TP, float] = {}  # tp → clock of the last admitted record
+        self._tail_checked: dict[TP, int] = {}  # tp → next offset when the tail was sought
         self._reseeks: set[asyncio.Task[None]] = set()
 
     def reset(self) -> None:
@@ -66,6 +69,8 @@ class Continuity:
         self._next.clear()
         self._healing.clear()
         self._beyond.clear()
+        self._admitted_at.clear()
+        self._tail_checked.clear()
 
     async def admit(self, tp: TP, offset: int) -> bool:
         """True if the record at `offset` is the next one and must be handled now."""
@@ -78,6 +83,7 @@ class Continuity:
                 self._next[tp] = expected  # asked once per assignment, not per record
         if expected is None or offset == expected:
             self._next[tp] = offset + 1
+            self._admitted_at[tp] = self.clock()
             self._healing.pop(tp, None)
             self._beyond.pop(tp, None)
             return True
@@ -110,6 +116,30 @@ class Continuity:
         )
         await self._heal(tp, expected)
         return False
+
+    async def check_tails(self, end_offset: EndOffset, *, idle_s: float) -> None:
+        """Seek back where a partition's log goes on past the next expected record although
+        nothing was admitted for `idle_s`: records skipped at the end of what was produced
+        are followed by no record whose jump would show them (measured: a worker handled
+        offset 0 of a partition, never got 1–6, and a 2005 logger's hour lost six of its
+        seven 10-minute records). Each next offset is sought once from here."""
+        now = self.clock()
+        for tp, expected in list(self._next.items()):
+            if tp in self._healing or self._tail_checked.get(tp) == expected:
+                continue
+            if now - self._admitted_at.get(tp, now) < idle_s:
+                continue
+            end = await end_offset(tp)
+            self._tail_checked[tp] = expected  # once per next offset, answered or not
+            if end is None or end <= expected:
+                continue
+            log.warning(
+                "records after the last one handled were not delivered; seeking back: "
+                "%s %s expected %d, log ends at %d",
+                self.name, tp, expected, end,
+                extra={"agent": self.name, "tp": str(tp), "expected": expected, "end": end},
+            )
+            await self._heal(tp, expected)
 
     async def seek(self, tp: TP, offset: int) -> None:
         """One seek, given up after `seek_timeout_s` (the re-seek loop tries again).

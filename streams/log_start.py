@@ -38,7 +38,16 @@ class LogStarts(mode.Service):
             log.warning("no log start offset", extra={"tp": str(tp), "error": repr(exc)})
             return None
 
-    async def _ask(self, tp: TP) -> int | None:
+    async def end_of(self, tp: TP) -> int | None:
+        """The end offset the broker reports for `tp` (on Tansu: the last batch's base + 1,
+        so it can be short of the true end, never past it)."""
+        try:
+            return await asyncio.wait_for(self._ask(tp, end=True), min(self.timeout_s, 2.0))
+        except Exception as exc:  # broker away or slow: checked again at the next tick
+            log.warning("no log end offset", extra={"tp": str(tp), "error": repr(exc)})
+            return None
+
+    async def _ask(self, tp: TP, *, end: bool = False) -> int | None:
         async with self._lock:
             if self._client is None:
                 client = AIOKafkaConsumer(
@@ -47,7 +56,8 @@ class LogStarts(mode.Service):
                 await client.start()
                 self._client = client
         partition = TopicPartition(tp.topic, tp.partition)
-        offsets = await self._client.beginning_offsets([partition])
+        ask = self._client.end_offsets if end else self._client.beginning_offsets
+        offsets = await ask([partition])
         start = offsets.get(partition)
         return None if start is None else int(start)
 

@@ -452,6 +452,36 @@ async def test_continuity_guard_checks_the_first_record_against_the_resume_offse
     assert await guard.admit(fresh, 6) is True
 
 
+async def test_continuity_guard_seeks_back_records_skipped_at_the_end_of_the_log() -> None:
+    """Offset 0 was handled and 1–6 were never delivered, with no later record to show the
+    jump. Once the partition has been idle for idle_s and its log ends past 1, the guard
+    seeks back to 1, once; a partition read to its end is left alone."""
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    now = [0.0]
+    ends = {TP("raw", 0): 7, TP("raw", 1): 3}
+
+    async def end_offset(tp: TP) -> int | None:
+        return ends[tp]
+
+    guard = Continuity("decode", seek, reseek_s=60.0, clock=lambda: now[0])
+    short, whole = TP("raw", 0), TP("raw", 1)
+    assert await guard.admit(short, 0) is True
+    assert [await guard.admit(whole, o) for o in range(3)] == [True] * 3
+    now[0] = 4.0
+    await guard.check_tails(end_offset, idle_s=5.0)
+    assert sought == []  # not idle long enough yet
+    now[0] = 6.0
+    await guard.check_tails(end_offset, idle_s=5.0)
+    assert sought == [(short, 1)]  # the log ends at 7: 1–6 are sought; partition 1 is whole
+    await guard.check_tails(end_offset, idle_s=5.0)
+    assert sought == [(short, 1)]  # once per next offset
+    assert [await guard.admit(short, o) for o in range(1, 7)] == [True] * 6
+
+
 async def test_continuity_guard_does_not_wait_for_good_on_a_seek_lost_in_a_rebalance() -> None:
     """A seek asked for during a rebalance never completed, and the agent that awaited it
     never read its partitions again. The guard gives each seek `seek_timeout_s`, goes on
