@@ -296,6 +296,7 @@ def registry_for(log: ReplayLog) -> StackRegistry:
             StackInfo(
                 stack_id=f"auto-{p.mn}", mn=p.mn,
                 password=SecretStr(p.password) if p.password else None,
+                accept_without_password=not p.password,  # it sends none: opt in explicitly
                 name=f"auto: {p.mn}", plant=f"auto: replay of {Path(log.source).name}",
                 sector="industrial_furnace", process="other", auto=True,
                 system_type=p.system_type, min_interval_min=p.min_interval_min,

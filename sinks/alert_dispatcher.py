@@ -6,6 +6,12 @@ injected clock; this module is the thin async shell: parse events, feed the sche
 its ``tick`` on a timer and hand due notifications to the :class:`~sinks.notifiers.Notifier`
 in background tasks (bounded), so a slow robot never delays the timer or the consumer.
 
+With an outbox (``sinks/outbox.py``, what ``stackwatch alerts dispatch`` runs) nothing is
+sent from here: due notifications become outbox rows, committed in one PostgreSQL transaction
+with the scheduler state, and the outbox worker delivers them with durable retries; the
+alert-topic offsets are committed only after that transaction. Without an outbox (tests, the
+old direct path) notifications are sent in background tasks with in-process retries.
+
 Acknowledgements arrive as the lifecycle's ``ack`` events on the alerts topic (the ack
 command itself goes to the lifecycle, which owns alert state), so there is one source of truth.
 """
@@ -18,9 +24,9 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
@@ -31,12 +37,16 @@ from stackwatch.notify.model import Notification, stack_meta
 from stackwatch.notify.scheduler import NotifyScheduler
 from stackwatch.registry import StackRegistry
 
+if TYPE_CHECKING:
+    from sinks.outbox import HeartbeatPlan, OutboxEntry, OutboxWorker, PgOutbox
+
 __all__ = [
     "AlertDispatcher",
     "FileStateStore",
     "NotificationSender",
     "StateStore",
     "load_scheduler",
+    "load_scheduler_from_outbox",
     "run_dispatcher",
 ]
 
@@ -101,8 +111,21 @@ def load_scheduler(config: NotifyConfig, store: StateStore | None) -> NotifySche
     return NotifyScheduler(config)
 
 
+async def load_scheduler_from_outbox(config: NotifyConfig, outbox: PgOutbox) -> NotifyScheduler:
+    """The scheduler from the state saved with the outbox, or a fresh one (an unreadable
+    state is logged and replaced at the next commit)."""
+    try:
+        state = await outbox.load_state()
+        if state is not None:
+            return NotifyScheduler.from_state(config, state)
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
+        log.error("notification state unreadable; starting empty", extra={"error": str(exc)})
+    return NotifyScheduler(config)
+
+
 class AlertDispatcher:
-    """Feeds alert events to the scheduler and sends what its timer says is due."""
+    """Feeds alert events to the scheduler and hands what its timer says is due to the
+    outbox (durable) or straight to the sender (direct path)."""
 
     def __init__(
         self,
@@ -113,19 +136,34 @@ class AlertDispatcher:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_concurrent_sends: int = 16,
         state_store: StateStore | None = None,
+        outbox: PgOutbox | None = None,
+        max_age: timedelta = timedelta(hours=24),
+        heartbeat: HeartbeatPlan | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.state_store = state_store
         self.sender = sender
         self.registry = registry
         self.clock = clock
+        self.outbox = outbox
+        self.max_age = max_age
+        self.heartbeat = heartbeat
+        if heartbeat is not None:
+            scheduler.config.group(heartbeat.group)  # StopIteration → caller validates
         self._slots = asyncio.Semaphore(max_concurrent_sends)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unsaved: list[OutboxEntry] = []
+        self._dirty = False
+        self._heartbeat_slot: datetime | None = None
         self.rejected = 0
 
     def on_event(self, event: AlertEvent) -> bool:
         """Take one lifecycle event; False when it was a duplicate (already seen)."""
-        return self.scheduler.handle(event, stack_meta(self.registry, event.stack_id), self.clock())
+        taken = self.scheduler.handle(
+            event, stack_meta(self.registry, event.stack_id), self.clock()
+        )
+        self._dirty = self._dirty or taken
+        return taken
 
     def on_payload(self, payload: bytes | str | None) -> bool:
         """Parse one alerts-topic record; a malformed record is logged with its reason."""
@@ -149,9 +187,47 @@ class AlertDispatcher:
         if self.state_store is not None:
             self.state_store.save(self.scheduler.to_state())
 
+    async def checkpoint(self) -> None:
+        """Make everything taken so far durable (call before committing offsets): with an
+        outbox, the undelivered decisions and the scheduler state in one transaction (raises
+        when the database is unreachable — then nothing may be committed); else the state
+        store."""
+        if self.outbox is None:
+            self.persist()
+            return
+        entries = list(self._unsaved)
+        await self.outbox.commit(entries, self.scheduler.to_state())
+        del self._unsaved[: len(entries)]
+        self._dirty = False
+
+    def _heartbeat_due(self, now: datetime) -> list[OutboxEntry]:
+        from sinks.outbox import heartbeat_entries, heartbeat_slot
+
+        if self.heartbeat is None:
+            return []
+        slot = heartbeat_slot(now, self.heartbeat.interval)
+        if self._heartbeat_slot is not None and slot <= self._heartbeat_slot:
+            return []
+        self._heartbeat_slot = slot
+        log.info("heartbeat due", extra={"slot": slot.isoformat(), "group": self.heartbeat.group})
+        return heartbeat_entries(self.scheduler.config, self.heartbeat, slot, now)
+
     async def on_tick(self) -> list[Notification]:
-        """Start sending every notification that is due now; returns them."""
-        due = self.scheduler.tick(self.clock())
+        """Hand every notification due now to the outbox (or start sending it); returns
+        them. With an outbox, a failed commit keeps the decisions for the next tick."""
+        now = self.clock()
+        due = self.scheduler.tick(now)
+        if self.outbox is not None:
+            from sinks.outbox import entries_for
+
+            for notification in due:
+                self._unsaved.extend(
+                    entries_for(self.scheduler.config, notification, now, self.max_age)
+                )
+            self._unsaved.extend(self._heartbeat_due(now))
+            if self._unsaved or self._dirty or due:
+                await self.checkpoint()
+            return due
         if due:
             self.persist()
         for notification in due:
@@ -185,12 +261,16 @@ async def run_dispatcher(
     tick_interval_s: float = 5.0,
     stop: asyncio.Event | None = None,
     start_from: Literal["latest", "earliest"] = "latest",
+    worker: OutboxWorker | None = None,
+    worker_interval_s: float = 2.0,
 ) -> None:
-    """Consume ``topic`` and tick the scheduler until ``stop`` is set.
+    """Consume ``topic`` and tick the scheduler until ``stop`` is set; with ``worker``, also
+    run the outbox delivery worker.
 
-    Offsets are committed after the events are in the scheduler. A new consumer group starts
-    at the end of the topic by default (``start_from``): a fresh dispatcher does not page
-    people about history.
+    Offsets are committed only after :meth:`AlertDispatcher.checkpoint` made the events
+    durable (when it fails, nothing is committed and it is tried again with the next batch or
+    tick). A new consumer group starts at the end of the topic by default (``start_from``):
+    a fresh dispatcher does not page people about history.
     """
     stop = stop or asyncio.Event()
     consumer = AIOKafkaConsumer(
@@ -213,18 +293,31 @@ async def run_dispatcher(
                 await asyncio.wait_for(stop.wait(), timeout=tick_interval_s)
 
     ticker = asyncio.create_task(timer())
+    delivering = (
+        asyncio.create_task(worker.run(stop, worker_interval_s)) if worker is not None else None
+    )
+    uncommitted = False
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=1000, max_records=500)
             for records in batches.values():
                 for record in records:
                     dispatcher.on_payload(record.value)
-            if batches:
-                dispatcher.persist()
+            uncommitted = uncommitted or bool(batches)
+            if uncommitted:
+                try:
+                    await dispatcher.checkpoint()
+                except Exception as exc:
+                    log.error("checkpoint failed; offsets not committed",
+                              extra={"error": f"{type(exc).__name__}: {exc}"})
+                    continue
                 await consumer.commit()
+                uncommitted = False
     finally:
         stop.set()
         await ticker
+        if delivering is not None:
+            await delivering
         await dispatcher.drain()
         await consumer.stop()
         log.info("alert dispatcher stopped")

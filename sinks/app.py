@@ -142,7 +142,7 @@ def create_sink_app(
     kwargs = faust_app_kwargs(settings, broker=broker, app_id=app_id, data_dir=faust_dir)
     kwargs["web_enabled"] = False
     app = faust.App(**kwargs)
-    topics = define_topics(app, settings.topics)
+    topics = define_topics(app, settings.topics, config=settings.kafka.topic_config())
     metrics = SinkMetrics(metrics_registry, tables=sorted({kind.table for kind in SinkKind}))
     port = settings.metrics_port if metrics_port is None else metrics_port
     server = MetricsServer(metrics.registry, host=settings.web_host, port=port) if port else None

@@ -1,5 +1,10 @@
 """Alert delivery: webhooks (httpx) and e-mail (aiosmtplib), retries with backoff, delivery log.
 
+The dispatcher's durable path (``sinks/outbox.py``) calls :meth:`Notifier.attempt` — one
+attempt, the outbox owns the retries, so they survive restarts — and records the outcome
+with :meth:`Notifier.record`. :meth:`Notifier.send` (in-process retries, about 15 s) is the
+direct path used without an outbox.
+
 A :class:`Notifier` turns one :class:`~stackwatch.notify.Notification` into deliveries (one
 per recipient channel), renders each for its channel, sends it with exponential backoff and
 writes every attempt to the delivery log (table ``notifications``: one row per alert event,
@@ -16,6 +21,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import html
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,15 +35,18 @@ from urllib.parse import quote_plus
 import aiosmtplib
 import httpx
 import psycopg
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from sinks.db import build_conninfo, redact_dsn
 from stackwatch.notify.ack_link import AckLinks
-from stackwatch.notify.config import EmailChannel, NotifyConfig, WebhookChannel
-from stackwatch.notify.model import Delivery, Notification, NotificationKind
+from stackwatch.notify.config import Channel, EmailChannel, NotifyConfig, WebhookChannel
+from stackwatch.notify.model import Delivery, Heartbeat, Notification, NotificationKind
 from stackwatch.notify.render import (
     dingtalk_payload,
+    heartbeat_payload,
+    heartbeat_subject,
+    heartbeat_text,
     json_payload,
     render_html,
     render_subject,
@@ -59,6 +68,7 @@ __all__ = [
     "RetryPolicy",
     "WebhookSender",
     "build_email",
+    "channel_id",
     "dingtalk_signed_url",
     "send_with_retries",
 ]
@@ -133,6 +143,14 @@ async def send_with_retries(
     return AttemptResult(status="failed", attempts=policy.attempts, error=error)
 
 
+def channel_id(channel: Channel) -> str:
+    """A stable name of a channel for the outbox: a hash of its type, target and secret URL,
+    so a stored row finds its channel in the routing file again without storing the URL."""
+    secret = channel.url.get_secret_value() if isinstance(channel, WebhookChannel) else ""
+    digest = hashlib.sha256(f"{channel.type}|{channel.target}|{secret}".encode()).hexdigest()
+    return digest[:20]
+
+
 # ------------------------------------------------------------------------------ webhook
 
 
@@ -191,6 +209,10 @@ class WebhookSender:
 
 
 # -------------------------------------------------------------------------------- email
+
+
+def _html_lines(text: str) -> list[str]:
+    return [html.escape(line) for line in text.splitlines() if line]
 
 
 def build_email(sender: str, to: str, subject: str, text: str, html: str) -> EmailMessage:
@@ -377,11 +399,24 @@ class NotifierMetrics:
             ["channel"],
             registry=self.registry,
         )
+        self.expired = Counter(
+            "stackwatch_notifications_expired",
+            "Outbox deliveries given up after the maximum age (STACKWATCH_NOTIFY__MAX_AGE), "
+            "by channel and notification kind.",
+            ["channel", "kind"],
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "stackwatch_notification_outbox_pending",
+            "Outbox deliveries not yet delivered, expired or failed (after the last pass).",
+            registry=self.registry,
+        )
         # Closed label sets start at 0: dashboards and alert rules see every series before
         # the first delivery or failure.
         for channel in ("webhook", "email"):
             self.retries.labels(channel=channel)
-            for kind in ("firing", "repeat", "escalation", "resolved"):
+            for kind in ("firing", "repeat", "escalation", "resolved", "heartbeat"):
+                self.expired.labels(channel=channel, kind=kind)
                 for outcome in ("sent", "failed"):
                     self.deliveries.labels(channel=channel, kind=kind, outcome=outcome)
 
@@ -435,6 +470,50 @@ class Notifier:
             for item in delivery.notification.alerts
             if not item.resolved
         }
+
+    async def attempt(
+        self, recipient: str, channel: Channel, message: Notification | Heartbeat
+    ) -> None:
+        """One attempt to deliver ``message`` to one recipient's channel (the outbox retries).
+        Raises :class:`DeliveryError`; a message that cannot be rendered is a permanent one."""
+        try:
+            if isinstance(message, Heartbeat):
+                op = self._heartbeat_operation(channel, message)
+            else:
+                op = self._operation(
+                    Delivery(notification=message, recipient=recipient, channel=channel)
+                )
+        except Exception as exc:  # rendering must never take the dispatcher down
+            log.exception("notification rendering failed")
+            raise DeliveryError(f"render: {exc}", retryable=False) from None
+        await op()
+
+    async def record(
+        self, recipient: str, channel: Channel, message: Notification, status: Status,
+        attempts: int, error: str | None = None,
+    ) -> None:
+        """Write the finished outcome of an outbox delivery to the delivery log (and raise
+        the alerts' escalation level once an escalation was delivered)."""
+        delivery = Delivery(notification=message, recipient=recipient, channel=channel)
+        if status == "sent" and message.kind is NotificationKind.ESCALATION:
+            await self.log.escalated([i.event.alert_id for i in message.alerts], message.level)
+        sent_at = self.clock() if status == "sent" else None
+        await self.log.write(self._rows(delivery, status, attempts, error, sent_at))
+
+    def _heartbeat_operation(
+        self, channel: Channel, hb: Heartbeat
+    ) -> Callable[[], Awaitable[None]]:
+        if isinstance(channel, WebhookChannel):
+            payload = heartbeat_payload(channel.format, hb)
+            return lambda: self.webhook.send(channel, payload)
+        text = heartbeat_text(hb)
+        page = "<!DOCTYPE html><html><body>" + "".join(
+            f"<p>{line}</p>" for line in _html_lines(text)
+        ) + "</body></html>"
+        message = build_email(
+            self.email.smtp.sender, channel.address, heartbeat_subject(hb), text, page
+        )
+        return lambda: self.email.send(message)
 
     def _operation(self, delivery: Delivery) -> Callable[[], Awaitable[None]]:
         n, channel = delivery.notification, delivery.channel

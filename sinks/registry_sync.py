@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel, Field
 
-from stackwatch.registry import StackInfo, StackRegistry, hash_password
+from stackwatch.registry import StackInfo, StackRegistry
 
 __all__ = ["RegistrySyncResult", "stack_row", "sync_registry"]
 
@@ -67,16 +67,14 @@ def _blank_to_none(value: str) -> str | None:
 def stack_row(stack: StackInfo) -> tuple[Any, ...]:
     """The `stacks` row of one registry entry.
 
-    A clear (demo) password is stored only as its SHA-256 hash; an empty name falls back to
-    the stack id (the column is NOT NULL and the dashboards show it).
+    No password, in any form, reaches the database (`password_sha256` stays NULL: an unsalted
+    digest of a short PW is as good as the PW, and nothing that reads the table needs it); an
+    empty name falls back to the stack id (the column is NOT NULL and the dashboards show it).
     """
-    digest = stack.password_sha256
-    if digest is None and stack.password is not None:
-        digest = hash_password(stack.password.get_secret_value())
     return (
         stack.stack_id,
         stack.mn,
-        digest.lower() if digest is not None else None,
+        None,
         stack.name or stack.stack_id,
         stack.plant,
         _blank_to_none(stack.city),

@@ -195,7 +195,9 @@ def _decode(data: bytes | None) -> str:
 
 # --------------------------------------------------------------------------- row mapping
 
-RAW_FRAME_COLUMNS = ("received_at", "peer", "mn", "cn", "verdict", "reasons", "text", "gateway")
+RAW_FRAME_COLUMNS = (
+    "received_at", "peer", "mn", "cn", "verdict", "reasons", "text", "gateway", "sha256",
+)
 
 
 def raw_frame_row(frame: RawFrame) -> Row:
@@ -209,6 +211,7 @@ def raw_frame_row(frame: RawFrame) -> Row:
         [_text(r) for r in frame.reasons],
         _text(frame.text),
         _text(frame.gateway),
+        frame.sha256,
     )
 
 

@@ -46,6 +46,22 @@ class RawFrame(BaseModel):
         description="The plaintext frame of an SM4-encrypted upload (HJ 212-2025), as the "
         "gateway decrypted it; `text` stays the frame as received.",
     )
+    sha256: str | None = Field(
+        default=None,
+        description="SHA-256 (hex) of the bytes as received, before any password was masked: "
+        "the evidence of what the logger sent (docs/security.md).",
+    )
+    redacted: bool = Field(
+        default=False,
+        description="`text`/`decrypted` had PW (or NewPW) values masked (`PW=******`); their "
+        "length field and CRC are the wire's, judged by the gateway on the original.",
+    )
+    units: int = Field(
+        default=1,
+        ge=1,
+        description="Rejected units coalesced into this record (a burst of garbage from one "
+        "connection, joined with CRLF).",
+    )
 
 
 class DeadLetter(BaseModel):

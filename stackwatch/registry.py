@@ -2,8 +2,12 @@
 
 The gateway authenticates MN + PW against it, the decoder resolves the stack, sector and
 process (and so the limits that apply) from it. It is configuration data (YAML), validated
-by pydantic; passwords are stored as SHA-256 hashes in files meant for production and may be
-given in clear for simulators/demos (`password`), never both.
+by pydantic. Passwords are stored as salted scrypt strings (`password_hash`,
+`stackwatch.registry_hash`) in files meant for production and may be given in clear for
+simulators/demos (`password`), never both. Old unsalted `password_sha256` entries are refused at
+load (SHA-256 cannot be converted: re-hash the plaintext). An entry without a password accepts
+no frame unless it says `accept_without_password: true`; `allowed_networks` optionally pins a
+logger to source CIDRs (docs/security.md).
 
 Canonical sector/process identifiers are shared with the limit catalogue and simulators:
 
@@ -28,13 +32,13 @@ Canonical sector/process identifiers are shared with the limit catalogue and sim
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+import ipaddress
 import itertools
 from collections.abc import Iterable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -42,6 +46,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     field_validator,
     model_validator,
@@ -49,6 +54,23 @@ from pydantic import (
 
 from stackwatch.hj212.encryption import parse_key
 from stackwatch.intervals import MIN_INTERVALS, IntervalLabel, PressureUnit
+from stackwatch.registry_hash import (
+    LEGACY_SHA256_MESSAGE,
+    PasswordVerifier,
+    hash_password,
+    parse_hash,
+    verify_password,
+)
+
+__all__ = [
+    "SECTOR_PROCESSES",
+    "PermitCap",
+    "ProgramPeriod",
+    "Sm4Key",
+    "StackInfo",
+    "StackRegistry",
+    "hash_password",
+]
 
 SECTOR_PROCESSES: dict[str, tuple[str, ...]] = {
     "power": ("coal_boiler",),
@@ -93,11 +115,6 @@ SECTOR_PROCESSES: dict[str, tuple[str, ...]] = {
     "refractory": ("kiln",),
     "industrial_furnace": ("other",),
 }
-
-
-def hash_password(password: str) -> str:
-    """SHA-256 hex digest used for stored logger passwords."""
-    return hashlib.sha256(_utf8(password)).hexdigest()
 
 
 def _utf8(text: str) -> bytes:
@@ -178,7 +195,20 @@ class StackInfo(BaseModel):
     stack_id: str = Field(description="Stable id used as the Kafka key and database key.")
     mn: str = Field(min_length=1, max_length=24, description="HJ 212 MN of the data logger.")
     password: SecretStr | None = Field(default=None, description="Clear PW (demo/simulator).")
-    password_sha256: str | None = Field(default=None, description="Hashed PW (production).")
+    password_hash: str | None = Field(
+        default=None,
+        description="Salted scrypt PW, `scrypt$n$r$p$salt$hash` (production; "
+        "`stackwatch registry hash-password` prints one).",
+    )
+    accept_without_password: bool = Field(
+        default=False,
+        description="Opt-in for a logger without a password: then any PW (or none) is "
+        "accepted. Without it an entry with no password accepts no frame.",
+    )
+    allowed_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Source networks (CIDRs) this logger may connect from; empty = anywhere.",
+    )
     name: str = ""
     plant: str = ""
     city: str = ""
@@ -245,6 +275,20 @@ class StackInfo(BaseModel):
         "rotation lasts).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_legacy_hash(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("password_sha256") is not None:
+            raise ValueError(f"stack {data.get('stack_id')!r}: {LEGACY_SHA256_MESSAGE}")
+        return data
+
+    @field_validator("password_hash")
+    @classmethod
+    def _scrypt(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_hash(value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> StackInfo:
         if self.min_interval_min is not None and self.min_interval_min not in MIN_INTERVALS:
@@ -256,8 +300,10 @@ class StackInfo(BaseModel):
             raise ValueError(f"unknown sector {self.sector!r}")
         if self.process not in SECTOR_PROCESSES[self.sector]:
             raise ValueError(f"unknown process {self.process!r} for sector {self.sector!r}")
-        if self.password is not None and self.password_sha256 is not None:
-            raise ValueError("give either password or password_sha256, not both")
+        if self.password is not None and self.password_hash is not None:
+            raise ValueError("give either password or password_hash, not both")
+        if self.accept_without_password and self.has_password:
+            raise ValueError("accept_without_password contradicts a configured password")
         periods = sorted(self.program_schedule, key=lambda p: p.since or date.min)
         for before, after in itertools.pairwise(periods):
             if before.until is None or after.since is None or after.since <= before.until:
@@ -277,19 +323,48 @@ class StackInfo(BaseModel):
         """The SM4 keys that open this logger's frames at `when`, current first."""
         return [parse_key(k.key.get_secret_value()) for k in self.sm4_keys if k.usable_at(when)]
 
-    def password_matches(self, pw: str | None) -> bool:
-        """Constant-time PW check; a stack without a password accepts any PW.
+    @property
+    def has_password(self) -> bool:
+        """Whether a password (clear or hashed) is configured."""
+        return self.password is not None or self.password_hash is not None
 
-        Compared as UTF-8 bytes: `hmac.compare_digest` raises TypeError on `str` with non-ASCII
-        characters, and a PW field is whatever the logger (or an attacker) sent.
+    def peer_allowed(self, host: str | None) -> bool:
+        """Whether a connection from `host` may speak for this logger (`allowed_networks`)."""
+        if not self.allowed_networks:
+            return True
+        try:
+            addr = ipaddress.ip_address((host or "").split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.allowed_networks)
+
+    def password_needs_hashing(self, pw: str | None, verifier: PasswordVerifier) -> bool:
+        """Whether checking `pw` costs a scrypt (not yet in the verifier's cache)."""
+        return (
+            pw is not None
+            and self.password_hash is not None
+            and verifier.cached(self.mn, self.password_hash, pw) is None
+        )
+
+    def password_matches(self, pw: str | None, verifier: PasswordVerifier | None = None) -> bool:
+        """PW check; an entry without a password accepts only if it opted in.
+
+        Clear passwords are compared as UTF-8 bytes in constant time (`hmac.compare_digest`
+        raises TypeError on `str` with non-ASCII characters, and a PW field is whatever the
+        logger — or an attacker — sent); hashed ones through `verifier` (cached) or scrypt.
         """
+        if not self.has_password:
+            return self.accept_without_password
         if pw is None:
-            return self.password is None and self.password_sha256 is None
+            return False
         if self.password is not None:
             return hmac.compare_digest(_utf8(self.password.get_secret_value()), _utf8(pw))
-        if self.password_sha256 is not None:
-            return hmac.compare_digest(_utf8(self.password_sha256), _utf8(hash_password(pw)))
-        return True
+        assert self.password_hash is not None
+        if verifier is not None:
+            return verifier.verify(self.mn, self.password_hash, pw)
+        return verify_password(self.password_hash, pw)
 
 
 class StackRegistry(BaseModel):
@@ -336,7 +411,7 @@ class StackRegistry(BaseModel):
         return cls.model_validate(data)
 
     def dump(self, path: Path) -> None:
-        """Write the registry as YAML (clear passwords are written as hashes)."""
+        """Write the registry as YAML (clear passwords are written as scrypt hashes)."""
         rows = []
         for stack in self.stacks:
             row = stack.model_dump(
@@ -350,6 +425,6 @@ class StackRegistry(BaseModel):
                     for k in stack.sm4_keys
                 ]
             if stack.password is not None:
-                row["password_sha256"] = hash_password(stack.password.get_secret_value())
+                row["password_hash"] = hash_password(stack.password.get_secret_value())
             rows.append(row)
         path.write_text(yaml.safe_dump({"stacks": rows}, allow_unicode=True, sort_keys=False))

@@ -7,11 +7,12 @@ underscore, e.g. `STACKWATCH_GATEWAY__PORT=9212`) or an optional `.env` file. Se
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stackwatch.history_requests import HistorySettings
@@ -48,6 +49,113 @@ class TopicSettings(BaseModel):
     )
 
 
+class KafkaSettings(BaseModel):
+    """Durability of the topics stackwatch creates and of its producers.
+
+    The defaults suit one broker (the embedded Tansu, a laptop). A production cluster of three
+    brokers sets `replication_factor=3` and `min_insync_replicas=2`: with `acks=all`, a
+    frame is acknowledged to its logger only once two brokers hold it.
+    """
+
+    replication_factor: int = Field(
+        default=1, ge=1, description="Replicas of every topic stackwatch creates (3 in a cluster)."
+    )
+    min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="`min.insync.replicas` of the topics stackwatch creates: replicas that must "
+        "hold a record before `acks=all` succeeds (2 with 3 replicas).",
+    )
+    idempotent_producers: bool | None = Field(
+        default=None,
+        description="Producers use Kafka's idempotence (no duplicate on a retried send). "
+        "None = on with the 'kafka' profile, off with 'tansu' (the embedded broker answers "
+        "InitProducerId with an error, measured).",
+    )
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"kafka.min_insync_replicas ({self.min_insync_replicas}) exceeds "
+                f"kafka.replication_factor ({self.replication_factor}): no write could succeed"
+            )
+        return self
+
+    def topic_config(self) -> dict[str, str]:
+        """Broker-side configuration of every topic stackwatch creates."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
+
+    def idempotence(self, profile: BrokerProfile) -> bool:
+        """Whether producers ask for idempotence on this broker profile."""
+        if self.idempotent_producers is not None:
+            return self.idempotent_producers
+        return profile == "kafka"
+
+    def producer_options(self, profile: BrokerProfile) -> dict[str, Any]:
+        """aiokafka `AIOKafkaProducer` keyword arguments for durable sends."""
+        return {"acks": "all", "enable_idempotence": self.idempotence(profile)}
+
+
+class GatewayGuardSettings(BaseModel):
+    """Password guessing, floods and hostile peers at the gateway (docs/security.md)."""
+
+    free_attempts: int = Field(
+        default=3, ge=1,
+        description="Wrong passwords per MN (and per source IP) before back-off starts.",
+    )
+    backoff_base_s: float = Field(
+        default=2.0, ge=0,
+        description="Back-off after the free attempts, doubled by each further wrong password; "
+        "frames inside it are refused without checking the password. 0 = no back-off.",
+    )
+    backoff_max_s: float = Field(default=300.0, gt=0, description="Longest back-off.")
+    ban_after: int = Field(
+        default=10, ge=1,
+        description="Wrong passwords within window_s that ban the MN (or the source IP) and "
+        "raise a security alert.",
+    )
+    ban_s: float = Field(default=900.0, gt=0, description="How long a ban lasts.")
+    window_s: float = Field(
+        default=3600.0, gt=0, description="Wrong passwords older than this are forgotten."
+    )
+    max_tracked: int = Field(
+        default=100_000, ge=100,
+        description="MNs/IPs with recent wrong passwords kept in memory before idle ones are "
+        "pruned.",
+    )
+    max_connections_per_ip: int = Field(
+        default=256, ge=1, description="Concurrent connections from one source IP."
+    )
+    frames_per_s_per_ip: float = Field(
+        default=500.0, gt=0,
+        description="Frames per second one source IP may send (token bucket); beyond it the "
+        "gateway reads that IP's sockets more slowly (TCP backpressure), nothing is refused.",
+    )
+    burst_per_ip: int = Field(
+        default=1000, ge=1, description="Frames one source IP may send at once (bucket size)."
+    )
+    exempt_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Sources exempt from the per-IP limits and bans (replays and benchmarks "
+        "on this host); per-MN limits still apply. Empty it behind a proxy on this host.",
+    )
+    max_consecutive_rejects: int = Field(
+        default=100, ge=1,
+        description="Close a connection after this many rejected units in a row.",
+    )
+    garbage_flush_s: float = Field(
+        default=1.0, gt=0,
+        description="Rejected units without an MN (garbage) from one connection are coalesced "
+        "into one record per burst: flushed after this long, at 16 KiB, or when a frame follows.",
+    )
+    log_interval_s: float = Field(
+        default=10.0, ge=0,
+        description="At most one 'frame rejected' log line per connection per interval; the "
+        "next line says how many were held back.",
+    )
+
+
 class GatewaySettings(BaseModel):
     """HJ 212 TCP gateway."""
 
@@ -75,6 +183,7 @@ class GatewaySettings(BaseModel):
         description="Frames all connections together may have in flight (bounds memory).",
     )
     history: HistorySettings = HistorySettings()
+    guard: GatewayGuardSettings = GatewayGuardSettings()
 
 
 class StreamSettings(BaseModel):
@@ -131,6 +240,29 @@ class SmtpSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0, description="SMTP connect/send timeout.")
 
 
+class DatabaseLoginSettings(BaseModel):
+    """Login users that `stackwatch db logins` creates or updates in the group roles of
+    migration 0011 (least privilege: the processes and Grafana never log in as the owner)."""
+
+    writer_user: str = Field(
+        default="stackwatch_app",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="Login of the sinks, alert dispatcher and ack API (role stackwatch_writer).",
+    )
+    writer_password: SecretStr | None = Field(
+        default=None, description="Its password. None = the writer login is left alone."
+    )
+    reader_user: str = Field(
+        default="stackwatch_grafana",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="Login of Grafana's datasource (role stackwatch_reader: no raw frame text, "
+        "no dead-letter payloads, no password hashes).",
+    )
+    reader_password: SecretStr | None = Field(
+        default=None, description="Its password. None = the reader login is left alone."
+    )
+
+
 class AckPageSettings(BaseModel):
     """Acknowledge-from-the-message: signed per-recipient links and the page they open
     (`STACKWATCH_ACK_PAGE__SECRET`, …; docs/ack-page.md)."""
@@ -158,6 +290,83 @@ class AckPageSettings(BaseModel):
     trend_hours: int = Field(
         default=24, ge=2, le=168, description="Hours of hourly values in the page's trend chart."
     )
+
+
+class HeartbeatSettings(BaseModel):
+    """Dead man's switch: a periodic "stackwatch is alive" message (docs/notifications.md), so
+    a recipient who stops receiving it knows the notification path is down."""
+
+    group: str | None = Field(
+        default=None,
+        description="Recipient group of the routing file that receives the heartbeat. "
+        "None = no heartbeat.",
+    )
+    interval: timedelta = Field(
+        default=timedelta(hours=1),
+        gt=timedelta(0),
+        description="One heartbeat per interval (ISO 8601, e.g. PT1H), at the start of each "
+        "interval counted from the Unix epoch; an undelivered one expires when the next is due.",
+    )
+
+
+class NotifySettings(BaseModel):
+    """Notification delivery through the durable outbox (`stackwatch alerts dispatch`,
+    docs/notifications.md)."""
+
+    max_age: timedelta = Field(
+        default=timedelta(hours=24),
+        gt=timedelta(0),
+        description="A message still undelivered this long after it was decided is marked "
+        "expired (logged, counted in stackwatch_notifications_expired_total) instead of retried.",
+    )
+    retry_initial_s: float = Field(
+        default=5.0, gt=0, description="Wait after a destination's first failed attempt (s)."
+    )
+    retry_factor: float = Field(
+        default=2.0, ge=1, description="Each further failure multiplies the wait by this."
+    )
+    retry_max_s: float = Field(
+        default=300.0, gt=0, description="Longest wait between two attempts to one destination (s)."
+    )
+    poll_interval_s: float = Field(
+        default=2.0, gt=0, description="How often the delivery worker looks for due messages (s)."
+    )
+    heartbeat: HeartbeatSettings = HeartbeatSettings()
+
+
+class AckApiSettings(BaseModel):
+    """The acknowledgement HTTP API (`stackwatch alerts api`, docs/notifications.md): who may
+    acknowledge, how often, and its database pool."""
+
+    users: dict[str, str] = Field(
+        default_factory=dict,
+        description="Personal API tokens as a JSON object: SHA-256 of the token (64 hex digits, "
+        "`stackwatch alerts hash-token`) → the person's name, recorded as who acknowledged. "
+        "Acknowledging needs one of these; STACKWATCH_API_TOKEN only lists alerts.",
+    )
+    rate_per_minute: float = Field(
+        default=30.0, gt=0, description="Requests per minute per person (per client IP before "
+        "authentication); over it: 429 with Retry-After."
+    )
+    rate_burst: int = Field(
+        default=10, ge=1, description="Requests allowed at once before the per-minute rate applies."
+    )
+    pool_max_size: int = Field(
+        default=4, ge=1, description="Database connections the API keeps at most (pool)."
+    )
+
+    @field_validator("users")
+    @classmethod
+    def _hashed(cls, value: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for digest, person in value.items():
+            key = digest.strip().lower()
+            if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+                raise ValueError("users: keys must be SHA-256 hex digests of tokens, not tokens")
+            if not 1 <= len(person.strip()) <= 100:
+                raise ValueError("users: names must be 1-100 characters")
+            out[key] = person.strip()
+        return out
 
 
 class Settings(BaseSettings):
@@ -198,20 +407,29 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(default=9308, description="Prometheus endpoint of a worker.")
     web_port: int = Field(default=6066, description="Faust web / alert acknowledgement port.")
-    web_host: str = Field(default="127.0.0.1", description="Faust web binds here, never 0.0.0.0.")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the Faust web, metrics and ack API endpoints; 0.0.0.0 only "
+        "inside a container whose ports are published on loopback (compose).",
+    )
     grafana_url: str = Field(
         default="http://localhost:3000",
         description="Base URL used for links in alert notifications.",
     )
     api_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for the acknowledgement endpoint. Required in production.",
+        description="Shared bearer token of the acknowledgement API: lists alerts, cannot "
+        "acknowledge (that needs a personal token, STACKWATCH_ACK_API__USERS).",
     )
     topics: TopicSettings = TopicSettings()
+    kafka: KafkaSettings = KafkaSettings()
     gateway: GatewaySettings = GatewaySettings()
     streams: StreamSettings = StreamSettings()
     smtp: SmtpSettings = SmtpSettings()
     ack_page: AckPageSettings = AckPageSettings()
+    notify: NotifySettings = NotifySettings()
+    ack_api: AckApiSettings = AckApiSettings()
+    db: DatabaseLoginSettings = DatabaseLoginSettings()
 
     def resolved_data_dir(self) -> Path:
         """Absolute data directory (created on demand by the services module)."""

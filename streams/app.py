@@ -100,17 +100,19 @@ def create_app(
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     kwargs = faust_app_kwargs(settings, broker=broker, app_id=app_id, data_dir=datadir)
     app = faust.App(**kwargs)
-    topics = define_topics(app, settings.topics)
+    topics = define_topics(app, settings.topics, config=settings.kafka.topic_config())
     table: TableT[str, Any] = app.Table(
         STATE_TABLE,
         default=None,
         partitions=settings.topics.partitions,
+        extra_topic_configs=settings.kafka.topic_config(),
         help="stack_id → StackProcessor state (JSON); changelog-backed.",
     )
     archive: TableT[str, Any] = app.Table(
         ARCHIVE_TABLE,
         default=None,
         partitions=settings.topics.partitions,
+        extra_topic_configs=settings.kafka.topic_config(),
         help="stack_id|hour|start → finalised window kept for back-fill (补传); changelog-backed.",
     )
     states = StackStates(table, settings.streams.processor, archive_table=archive)

@@ -18,6 +18,10 @@ handled in one place:
   one (measured: 10 records in one batch → end offset 1). The marker's acknowledged offset is
   exact on any broker, so producers batch normally on both profiles.
 
+Durability comes from `settings.kafka`: the replication factor of every topic (and of the
+tables' changelogs), their `min.insync.replicas` (`streams/topics.py`), `acks=all`, and an
+idempotent producer on real Kafka (`streams/kafka_transport.py`).
+
 Profile "tansu" (the embedded broker, measured):
 - `broker_session_timeout=10`, `broker_rebalance_timeout=10`: Tansu makes a group join wait
   half the session timeout (Faust's defaults 60 s / 60 s mean ~30 s per join).
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from stackwatch.settings import BrokerProfile, Settings
+from streams import kafka_transport
 
 #: Overrides applied when `settings.broker_profile == "tansu"` (see module docstring).
 TANSU_PROFILE: Final[dict[str, Any]] = {
@@ -42,14 +47,21 @@ TANSU_PROFILE: Final[dict[str, Any]] = {
 _PROFILES: Final[dict[BrokerProfile, dict[str, Any]]] = {"tansu": TANSU_PROFILE, "kafka": {}}
 
 
-def broker_url(broker: str) -> str:
-    """`host:port[,host:port]` → `kafka://host:port[;host:port]`; URLs pass through."""
+def broker_url(broker: str, *, idempotent: bool = False) -> str:
+    """`host:port[,host:port]` → `kafka://host:port[;host:port]`; URLs pass through.
+
+    `idempotent` picks the transport whose producer is idempotent (`streams/kafka_transport`).
+    """
     broker = broker.strip()
     if not broker:
         raise ValueError("broker address is empty")
     if "://" in broker:
         return broker
-    return "kafka://" + ";".join(part.strip() for part in broker.split(",") if part.strip())
+    scheme = "kafka"
+    if idempotent:
+        kafka_transport.register()
+        scheme = kafka_transport.IDEMPOTENT_SCHEME
+    return f"{scheme}://" + ";".join(part.strip() for part in broker.split(",") if part.strip())
 
 
 def faust_app_kwargs(
@@ -60,7 +72,11 @@ def faust_app_kwargs(
         raise ValueError("app_id is empty")
     kwargs: dict[str, Any] = {
         "id": app_id,
-        "broker": broker_url(broker),
+        "broker": broker_url(
+            broker, idempotent=settings.kafka.idempotence(settings.broker_profile)
+        ),
+        "topic_replication_factor": settings.kafka.replication_factor,
+        "producer_acks": -1,  # acks=all: a record is durable on min.insync.replicas brokers
         "datadir": str(data_dir),
         "store": "memory://",
         "topic_partitions": settings.topics.partitions,

@@ -17,18 +17,28 @@ Memory is bounded, whatever the loggers or the broker do:
   gateway stops reading sockets (TCP flow control then slows the loggers) instead of
   buffering. Worst case ≈ `max_inflight_total` × 2 records of at most `MAX_RECORD_BYTES`
   bytes (×4 as escaped text), plus 2 × `READ_CHUNK` + 16 KiB per connection.
-A connection that delivers no complete frame within `idle_timeout_s` (idle, or dribbling bytes)
-is closed; so is one that does not read its answers within the same time.
+A connection that delivers no accepted frame within `idle_timeout_s` (idle, dribbling bytes,
+or sending only what is refused) is closed; so is one that does not read its answers within the
+same time, and one that sends `guard.max_consecutive_rejects` refused units in a row.
+
+Credentials and hostile peers (docs/security.md): PW/NewPW values are masked before anything is
+produced or logged (`stackwatch.hj212.redact`), each record keeping the SHA-256 of the bytes
+as received; wrong passwords are throttled per MN and per source IP, bans raise a security alert
+(`streams/gateway_guard.py`); per-IP connection caps and rate limits; garbage without an MN is
+coalesced into one record per burst; rejection log lines are rate-limited per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -38,7 +48,9 @@ from stackwatch import hj212
 from stackwatch.history_requests import HistoryPlanner, HistoryRequest
 from stackwatch.models import DeadLetter, RawFrame, Verdict
 from stackwatch.registry import StackRegistry
+from stackwatch.registry_hash import PasswordVerifier
 from stackwatch.settings import GatewaySettings, Settings
+from streams.gateway_guard import GatewayGuard, LogThrottle
 from streams.gateway_sink import FrameSink, KafkaFrameSink
 from streams.gateway_stats import GatewayStats
 
@@ -72,7 +84,12 @@ WARN_UNREGISTERED = "unregistered_mn"
 #: HJ 212-2025: a data command sent in clear by a logger whose policy requires encryption.
 REASON_NOT_ENCRYPTED = "not_encrypted"
 REASON_ENCRYPTED = "encrypted"
+#: The logger's source address is outside its registered `allowed_networks`.
+REASON_NETWORK = "network_not_allowed"
+#: The wrong password that banned an MN or a source IP (its dead letter is the security alert).
+REASON_PASSWORD_GUESSING = "password_guessing"
 _MN_IN_HEADER = re.compile(rb"(?:^|;)MN=([^;]{1,24});")
+_PW_IN_HEADER = re.compile(rb"(?:^|;|##\d{4})PW=([^;]*);")
 
 
 # --- the codec interface the gateway relies on (stackwatch.hj212 provides it) -------------
@@ -162,6 +179,14 @@ class Judgement:
     """The plaintext frame of an SM4-encrypted upload (HJ 212-2025)."""
     decoded: Any = None
     """The decoded frame of an accepted upload (for the history planner)."""
+    sha256: str | None = None
+    """SHA-256 of the bytes as received (before masking)."""
+    redacted: bool = False
+    """A PW/NewPW value was masked in `text` or `decrypted`."""
+    units: int = 1
+    """Rejected units coalesced into this record (a garbage burst)."""
+    extra: dict[str, str] | None = None
+    """More dead-letter details (a security alert's scope, failures, ban)."""
 
     @property
     def reason(self) -> str | None:
@@ -174,6 +199,27 @@ def frame_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
+def masked_text(raw: bytes) -> tuple[str, bool]:
+    """The text to record: PW/NewPW values masked; and whether anything was masked."""
+    masked = hj212.redact_credentials(raw)
+    return frame_text(masked), masked != raw
+
+
+def peek_credentials(raw: bytes) -> tuple[str | None, str | None]:
+    """MN and PW from a frame's header without decoding it (for the guard and the hash cache).
+
+    Only a hint: the decoder's reading decides; the two agree for well-formed frames.
+    """
+    head = raw.split(b"CP=&&", 1)[0]
+    mn = _MN_IN_HEADER.search(head)
+    pw = _PW_IN_HEADER.search(head)
+    return (
+        mn.group(1).decode("utf-8", "replace") if mn else None,
+        pw.group(1).decode("latin-1" if pw.group(1).isascii() else "utf-8", "replace")
+        if pw else None,
+    )
+
+
 @dataclass(frozen=True)
 class _Piece:
     """A rejected unit the gateway made itself: a slice of oversized junk, or bytes the framer
@@ -184,20 +230,26 @@ class _Piece:
     reason: str | None
     detail: str | None
     split: bool = False
+    digest: str | None = None
+    """SHA-256 of the whole unit this slice was cut from (as received)."""
 
 
 def split_oversized(result: FrameResultLike) -> list[FrameResultLike]:
     """`result` itself, or — for a rejected unit over `MAX_RECORD_BYTES` — its consecutive slices.
 
     Accepted frames are never that long (Table 2 caps the data segment), so only junk is cut.
+    Passwords are masked before cutting (a cut must not split one and leave half in clear);
+    every slice keeps the SHA-256 of the whole unit as received.
     """
     raw = result.raw
     if len(raw) <= MAX_RECORD_BYTES or result.ok:
         return [result]
     reason = result.reason or REASON_UNFRAMED
     detail = getattr(result, "detail", None)
+    digest = hj212.frame_digest(raw)
+    raw = hj212.redact_credentials(raw)
     return [
-        _Piece(raw[i : i + MAX_RECORD_BYTES], False, reason, detail, split=True)
+        _Piece(raw[i : i + MAX_RECORD_BYTES], False, reason, detail, split=True, digest=digest)
         for i in range(0, len(raw), MAX_RECORD_BYTES)
     ]
 
@@ -225,21 +277,28 @@ def judge_frame(
     auto_register: bool,
     at_disconnect: bool = False,
     now: datetime | None = None,
+    peer_host: str | None = None,
+    verifier: PasswordVerifier | None = None,
 ) -> Judgement:
     """Decide accept/reject for one framed result; never raises.
 
     Order: framing (an HJ 212-2025 frame with an SM4-encrypted data area is first decrypted
     with its logger's keys) → CRC (App. A: "if the CRC is wrong, execution ends") → length →
-    MN present → MN registered (or `auto_register`) → PW matches → encryption policy. Only an
-    accepted frame that sets Flag.A gets a 9014 answer.
+    MN present → MN registered (or `auto_register`) → source IP in the MN's `allowed_networks`
+    → PW matches → encryption policy. Only an accepted frame that sets Flag.A gets a 9014
+    answer. The recorded text (and plaintext) have their passwords masked.
     """
     reasons: list[str] = []
-    text = frame_text(result.raw)
+    digest = getattr(result, "digest", None) or hj212.frame_digest(result.raw)
+    text, redacted = masked_text(result.raw)
     decrypted: str | None = None
     if not result.ok and result.reason == REASON_ENCRYPTED:
         result, decrypted = _open_encrypted(result, registry, now)
         if decrypted is None:
             reasons.append(REASON_ENCRYPTED)
+        else:
+            decrypted, masked = masked_text(result.raw)
+            redacted = redacted or masked
     detail = None if result.ok else getattr(result, "detail", None)
     if isinstance(result, _Piece) and result.split:
         reasons.append(REASON_SPLIT)
@@ -254,7 +313,8 @@ def judge_frame(
         decoded = None
         reasons.append(REASON_DECODE_ERROR)
     if decoded is None:
-        return Judgement(Verdict.REJECTED, tuple(dict.fromkeys(reasons)), text, detail=detail)
+        return Judgement(Verdict.REJECTED, tuple(dict.fromkeys(reasons)), text, detail=detail,
+                         sha256=digest, redacted=redacted)
     mn, cn, qn = decoded.mn or None, decoded.cn or None, decoded.qn or None
     if result.ok:
         if not decoded.crc_ok:
@@ -269,7 +329,9 @@ def judge_frame(
             stack = registry.by_mn(mn)
             if stack is None:
                 reasons.append(WARN_UNREGISTERED if auto_register else REASON_UNKNOWN_MN)
-            elif not stack.password_matches(decoded.pw):
+            elif not stack.peer_allowed(peer_host):
+                reasons.append(REASON_NETWORK)
+            elif not stack.password_matches(decoded.pw, verifier):
                 reasons.append(REASON_BAD_PASSWORD)
             elif (
                 decrypted is None
@@ -280,7 +342,8 @@ def judge_frame(
     rejected = integrity_failed or any(r != WARN_UNREGISTERED for r in reasons)
     unique = tuple(dict.fromkeys(reasons))
     if rejected:
-        return Judgement(Verdict.REJECTED, unique, text, mn=mn, cn=cn, qn=qn, detail=detail)
+        return Judgement(Verdict.REJECTED, unique, text, mn=mn, cn=cn, qn=qn, detail=detail,
+                         sha256=digest, redacted=redacted)
     ack: str | None = None
     if decoded.ack_requested:
         try:
@@ -291,7 +354,7 @@ def judge_frame(
         ack += "\r\n"
     return Judgement(
         Verdict.ACCEPTED, unique, text, mn=mn, cn=cn, qn=qn, ack=ack, decrypted=decrypted,
-        decoded=decoded,
+        decoded=decoded, sha256=digest, redacted=redacted,
     )
 
 
@@ -309,6 +372,9 @@ def build_records(
         reasons=list(judgement.reasons),
         gateway=gateway,
         decrypted=judgement.decrypted,
+        sha256=judgement.sha256,
+        redacted=judgement.redacted,
+        units=judgement.units,
     )
     if judgement.verdict is Verdict.ACCEPTED:
         return raw, None
@@ -317,6 +383,12 @@ def build_records(
         details["cn"] = judgement.cn
     if judgement.detail:
         details["detail"] = judgement.detail
+    if judgement.sha256 is not None:
+        details["sha256"] = judgement.sha256
+    if judgement.units > 1:
+        details["count"] = str(judgement.units)
+    if judgement.extra:
+        details.update(judgement.extra)
     dead = DeadLetter(
         stage="gateway",
         reason=judgement.reason or REASON_UNFRAMED,
@@ -333,6 +405,13 @@ def build_records(
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def peer_host(peername: object) -> str:
+    """The host part of a socket peer (the key of the per-IP limits), or `unknown`."""
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return "unknown"
 
 
 def format_peer(peername: object) -> str:
@@ -373,6 +452,50 @@ class _Budget:
         self.connection.release()
 
 
+@dataclass
+class _Burst:
+    """Rejected units without an MN (garbage) from one connection, recorded once together.
+
+    One stray line used to cost a record in two topics, two tables and a log line; a flood of
+    them now costs one record per burst (≤ `MAX_RECORD_BYTES`, or `garbage_flush_s`), with
+    every unit's bytes (joined with CRLF, passwords masked) and their count.
+    """
+
+    started: float
+    received_at: datetime
+    texts: list[str] = field(default_factory=list)
+    reasons: dict[str, None] = field(default_factory=dict)
+    size: int = 0
+    digest: Any = None
+    piece_digest: str | None = None
+    redacted: bool = False
+    detail: str | None = None
+    extra: dict[str, str] | None = None
+
+    def add(self, raw: bytes, judgement: Judgement, piece_digest: str | None) -> None:
+        if self.digest is None:
+            self.digest = hashlib.sha256()
+        else:
+            self.digest.update(b"\r\n")
+            self.size += 2
+        self.digest.update(raw)
+        self.size += len(judgement.text.encode("utf-8", "surrogatepass"))
+        self.texts.append(judgement.text)
+        self.reasons.update(dict.fromkeys(judgement.reasons))
+        self.piece_digest = piece_digest if len(self.texts) == 1 else None
+        self.redacted = self.redacted or judgement.redacted
+        self.detail = self.detail or judgement.detail
+        self.extra = self.extra or judgement.extra
+
+    def judgement(self) -> Judgement:
+        """The burst as one rejected unit."""
+        digest = self.piece_digest or (self.digest.hexdigest() if self.digest else None)
+        return Judgement(
+            Verdict.REJECTED, tuple(self.reasons), "\r\n".join(self.texts), detail=self.detail,
+            sha256=digest, redacted=self.redacted, units=len(self.texts), extra=self.extra,
+        )
+
+
 class _Connection:
     """One data logger's TCP connection: read → frame → judge → produce → answer."""
 
@@ -385,7 +508,9 @@ class _Connection:
         self._gw = gateway
         self._reader = reader
         self._writer = writer
-        self.peer = format_peer(writer.get_extra_info("peername"))
+        peername = writer.get_extra_info("peername")
+        self.peer = format_peer(peername)
+        self.host = peer_host(peername)
         self._budget = _Budget(
             asyncio.Semaphore(gateway.max_inflight_per_connection), gateway.total_budget
         )
@@ -395,6 +520,12 @@ class _Connection:
         self._in_read = False
         self._stop_requested = False
         self._write_broken = False
+        self._deadline = 0.0
+        self._trusted: dict[str, float] = {}  # MN → when this connection first proved its PW
+        self._rejects_in_row = 0
+        self._close_reason: str | None = None
+        self._burst: _Burst | None = None
+        self._log = LogThrottle(gateway.settings.guard.log_interval_s)
 
     def request_stop(self) -> None:
         """Stop reading at the next opportunity (graceful shutdown)."""
@@ -416,6 +547,7 @@ class _Connection:
                 leftovers = []
             for result in leftovers:
                 await self._process(result, at_disconnect=True)
+            await self._flush_burst()
             await self._pending.join()
             self._gw.forget(self)
             log.info("logger disconnected", extra={"peer": self.peer, "reason": why})
@@ -430,16 +562,26 @@ class _Connection:
     async def _read_loop(self) -> str:
         loop = asyncio.get_running_loop()
         idle = self._gw.settings.idle_timeout_s
-        deadline = loop.time() + idle
+        flush_s = self._gw.settings.guard.garbage_flush_s
+        self._deadline = loop.time() + idle
         while not self._stop_requested:
-            remaining = deadline - loop.time()
+            if self._close_reason is not None:
+                return self._close_reason
+            now = loop.time()
+            remaining = self._deadline - now
             if remaining <= 0:
                 return self._idle_out()
+            if self._burst is not None:
+                flush_in = self._burst.started + flush_s - now
+                if flush_in <= 0:
+                    await self._flush_burst()
+                    continue
+                remaining = min(remaining, flush_in)
             self._in_read = True
             try:
                 data = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
             except TimeoutError:
-                return self._idle_out()
+                continue  # a burst to flush, or the idle deadline: both checked above
             except (ConnectionError, OSError) as exc:
                 return f"connection error: {exc!r}"
             finally:
@@ -452,16 +594,25 @@ class _Connection:
                 log.error("framer raised", extra={"peer": self.peer, "error": repr(exc)})
                 results = [_Piece(data, False, REASON_FRAMER_ERROR, repr(exc))]
                 self._framer = self._gw.codec.new_framer()
-            if results:
-                deadline = loop.time() + idle
-            for result in results:
+            for result in results:  # all of them: bytes read are never dropped
+                await self._throttle()
                 await self._process(result)
         return "shutdown"
+
+    async def _throttle(self) -> None:
+        """The per-IP token bucket: wait (not reading) until this IP may send another frame."""
+        guard = self._gw.guard
+        wait = guard.wait_for_token(self.host)
+        if wait > 0:
+            self._gw.stats.guard("rate_limited")
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = guard.wait_for_token(self.host)
 
     def _idle_out(self) -> str:
         self._gw.stats.idle_timeout()
         log.info(
-            "closing connection: no complete frame within idle timeout",
+            "closing connection: no accepted frame within idle timeout",
             extra={"peer": self.peer, "idle_timeout_s": self._gw.settings.idle_timeout_s},
         )
         return "idle_timeout"
@@ -470,42 +621,163 @@ class _Connection:
         for unit in split_oversized(result):
             await self._process_one(unit, at_disconnect=at_disconnect)
 
-    async def _process_one(self, result: FrameResultLike, *, at_disconnect: bool) -> None:
+    async def _judge(self, result: FrameResultLike, *, at_disconnect: bool) -> Judgement:
+        """The guard first (a blocked MN or IP is refused without checking its password), a
+        password not yet verified hashed in a worker thread, then `judge_frame`."""
         gw = self._gw
+        mn, pw = peek_credentials(result.raw) if result.raw.startswith(b"##") else (None, None)
+        trusted = self._trusted.get(mn or "")
+        reason, scope = gw.guard.refusal(self.host, mn, trusted)
         try:
-            judgement = judge_frame(
+            stack = gw.registry.by_mn(mn) if mn is not None and pw is not None else None
+        except Exception:
+            stack = None  # judge_frame meets the same failure and records it
+        if (
+            not reason
+            and stack is not None
+            and pw is not None
+            and result.ok
+            and stack.password_hash is not None
+            and stack.peer_allowed(self.host)
+            and stack.password_needs_hashing(pw, gw.verifier)
+        ):
+            # One scrypt at a time per gateway, in a worker thread (scrypt releases the GIL):
+            # hashing never takes more than one core from the loggers being answered, and
+            # guesses queued behind it meet any back-off or ban that started meanwhile.
+            async with gw.hashing:
+                reason, scope = gw.guard.refusal(self.host, mn, trusted)
+                if not reason:
+                    await asyncio.to_thread(gw.verifier.verify, stack.mn, stack.password_hash,
+                                            pw)
+        if reason:
+            gw.stats.guard(reason)
+            text, redacted = masked_text(result.raw)
+            subject = mn if scope == "mn" else self.host
+            return Judgement(
+                Verdict.REJECTED, (reason,), text, mn=mn,
+                detail=f"{scope} {subject} {reason}: refused without checking the password",
+                sha256=getattr(result, "digest", None) or hj212.frame_digest(result.raw),
+                redacted=redacted, extra={"scope": scope},
+            )
+        try:
+            return judge_frame(
                 result,
                 codec=gw.codec,
                 registry=gw.registry,
                 auto_register=gw.settings.auto_register,
                 at_disconnect=at_disconnect,
                 now=gw.clock(),
+                peer_host=self.host,
+                verifier=gw.verifier,
             )
         except Exception as exc:
             # judge_frame guards the codec itself; this is the second line of defence (e.g. a
             # registry lookup raising): one bad frame costs itself, never the connection.
             log.exception("judging a frame raised", extra={"peer": self.peer})
-            judgement = Judgement(Verdict.REJECTED, (REASON_JUDGE_ERROR,),
-                                  frame_text(result.raw), detail=repr(exc))
+            text, redacted = masked_text(result.raw)
+            return Judgement(Verdict.REJECTED, (REASON_JUDGE_ERROR,), text, detail=repr(exc),
+                             sha256=hj212.frame_digest(result.raw), redacted=redacted)
+
+    async def _process_one(self, result: FrameResultLike, *, at_disconnect: bool) -> None:
+        gw = self._gw
+        judgement = await self._judge(result, at_disconnect=at_disconnect)
         gw.stats.frame(judgement.verdict, judgement.reason)
         extra = {"peer": self.peer, "mn": judgement.mn, "cn": judgement.cn}
-        if judgement.verdict is Verdict.REJECTED:
-            log.info("frame rejected", extra={**extra, "reason": ",".join(judgement.reasons)})
-        else:
+        if judgement.verdict is Verdict.ACCEPTED:
             log.debug("frame accepted", extra=extra)
+            self._rejects_in_row = 0
+            self._deadline = asyncio.get_running_loop().time() + gw.settings.idle_timeout_s
+            if judgement.mn is not None:
+                self._trusted.setdefault(judgement.mn, gw.monotonic())
+        else:
+            if judgement.reason == REASON_BAD_PASSWORD:
+                judgement = self._note_bad_password(judgement)
+            held = self._log.allow(gw.monotonic())
+            if held is not None:
+                log.info("frame rejected", extra={**extra, "reason": ",".join(judgement.reasons),
+                                                  "suppressed": held})
+            self._rejects_in_row += 1
+            limit = gw.settings.guard.max_consecutive_rejects
+            if self._rejects_in_row == limit and self._close_reason is None:
+                self._close_reason = "too_many_rejects"
+                gw.stats.guard("too_many_rejects")
+                log.info("closing connection: too many rejected frames in a row",
+                         extra={"peer": self.peer, "rejects": self._rejects_in_row})
+            if judgement.mn is None:
+                await self._add_to_burst(result, judgement)
+                return
+        await self._flush_burst()
         raw, dead = build_records(
             judgement, received_at=gw.clock(), peer=self.peer, gateway=gw.name
         )
+        await self._submit(raw, dead, judgement)
+
+    def _note_bad_password(self, judgement: Judgement) -> Judgement:
+        """Count a wrong password; a ban it starts turns its dead letter into the alert."""
+        gw = self._gw
+        banned = gw.guard.bad_password(self.host, judgement.mn)
+        if not banned:
+            return judgement
+        ban_s = gw.settings.guard.ban_s
+        for scope, key, failures in banned:
+            gw.stats.security_alert(scope)
+            log.warning(
+                "security alert: password guessing, %s %s banned", scope, key,
+                extra={"alert": REASON_PASSWORD_GUESSING, "scope": scope, "banned": key,
+                       "mn": judgement.mn, "peer": self.peer, "failures": failures,
+                       "ban_s": ban_s, "gateway": gw.name},
+            )
+        what = "; ".join(f"{scope} {key} banned for {ban_s:g} s after {failures} wrong passwords"
+                         for scope, key, failures in banned)
+        return dataclasses.replace(
+            judgement,
+            reasons=(REASON_PASSWORD_GUESSING, *judgement.reasons),
+            detail=what,
+            extra={"alert": "security", "scope": ",".join(s for s, _, _ in banned),
+                   "banned": ",".join(k for _, k, _ in banned),
+                   "failures": ",".join(str(f) for _, _, f in banned), "ban_s": f"{ban_s:g}"},
+        )
+
+    async def _add_to_burst(self, result: FrameResultLike, judgement: Judgement) -> None:
+        burst = self._burst
+        size = len(judgement.text.encode("utf-8", "surrogatepass"))
+        if burst is not None and burst.size + 2 + size > MAX_RECORD_BYTES:
+            await self._flush_burst()
+            burst = None
+        if burst is None:
+            burst = self._burst = _Burst(asyncio.get_running_loop().time(), self._gw.clock())
+        burst.add(result.raw, judgement, getattr(result, "digest", None))
+        if burst.size >= MAX_RECORD_BYTES:
+            await self._flush_burst()
+
+    async def _flush_burst(self) -> None:
+        """Record the pending garbage burst (one raw record, one dead letter)."""
+        burst, self._burst = self._burst, None
+        if burst is None:
+            return
+        raw, dead = build_records(
+            burst.judgement(), received_at=burst.received_at, peer=self.peer,
+            gateway=self._gw.name,
+        )
+        await self._submit(raw, dead, None)
+
+    async def _submit(
+        self, raw: RawFrame, dead: DeadLetter | None, judgement: Judgement | None
+    ) -> None:
+        gw = self._gw
         await self._budget.acquire()
         try:
             delivery = await gw.sink.submit(raw, dead)
         except Exception as exc:
             self._budget.release()
             gw.stats.produce_failed()
-            log.error("produce failed", extra={**extra, "error": repr(exc)})
+            log.error("produce failed", extra={"peer": self.peer, "mn": raw.mn, "cn": raw.cn,
+                                               "error": repr(exc)})
             return
-        self._pending.put_nowait(_Pending(delivery, judgement.ack, judgement.mn, judgement.qn))
-        if judgement.verdict is Verdict.ACCEPTED and judgement.mn is not None:
+        ack = judgement.ack if judgement is not None else None
+        qn = judgement.qn if judgement is not None else None
+        self._pending.put_nowait(_Pending(delivery, ack, raw.mn, qn))
+        if judgement is not None and judgement.verdict is Verdict.ACCEPTED and raw.mn is not None:
             gw.note_upload(self, judgement)
 
     def send_request(self, text: str) -> bool:
@@ -571,6 +843,8 @@ class Gateway:
         metrics_registry: CollectorRegistry | None = None,
         name: str = "gateway",
         clock: Callable[[], datetime] = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        verifier: PasswordVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -579,6 +853,11 @@ class Gateway:
         self.stats = stats if stats is not None else GatewayStats(metrics_registry)
         self.name = name
         self.clock = clock
+        self.monotonic = monotonic
+        self.guard = GatewayGuard(settings.guard, monotonic)
+        self.verifier = verifier if verifier is not None else PasswordVerifier()
+        self.hashing = asyncio.Semaphore(1)
+        self._refusal_log = LogThrottle(settings.guard.log_interval_s)
         self.max_inflight_per_connection = settings.max_inflight_per_connection
         self.max_inflight_total = settings.max_inflight_total
         self.total_budget = asyncio.Semaphore(settings.max_inflight_total)
@@ -604,20 +883,18 @@ class Gateway:
         servers = bootstrap or settings.kafka_bootstrap
         if not servers:
             raise ValueError("no Kafka bootstrap server: set STACKWATCH_KAFKA_BOOTSTRAP")
+        stats = GatewayStats(metrics_registry)
         sink = KafkaFrameSink(
             bootstrap=servers,
             raw_topic=settings.topics.raw,
             deadletter_topic=settings.topics.deadletter,
             partitions=settings.topics.partitions,
             client_id=f"stackwatch-{name}",
+            kafka=settings.kafka,
+            broker_profile=settings.broker_profile,
+            on_failure=stats.produce_failed,
         )
-        return cls(
-            settings=settings.gateway,
-            registry=registry,
-            sink=sink,
-            metrics_registry=metrics_registry,
-            name=name,
-        )
+        return cls(settings=settings.gateway, registry=registry, sink=sink, stats=stats, name=name)
 
     def note_upload(self, conn: _Connection, judgement: Judgement) -> None:
         """An accepted frame: remember the logger's connection, ask for the history of a
@@ -730,17 +1007,38 @@ class Gateway:
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if self._closing or len(self._connections) >= self.settings.max_connections:
+        peername = writer.get_extra_info("peername")
+        host = peer_host(peername)
+        refusal: str | None = None
+        if self._closing:
+            refusal = "shutting_down"
+        elif len(self._connections) >= self.settings.max_connections:
+            refusal = "max_connections"
+        else:
+            refusal = self.guard.admit(host)
+            if refusal is not None:
+                self.stats.guard(refusal)
+        if refusal is not None:
             self.stats.connection_refused()
-            log.warning(
-                "connection refused",
-                extra={
-                    "peer": format_peer(writer.get_extra_info("peername")),
-                    "reason": "shutting_down" if self._closing else "max_connections",
-                },
-            )
+            held = self._refusal_log.allow(self.monotonic())
+            if held is not None:
+                log.warning(
+                    "connection refused",
+                    extra={"peer": format_peer(peername), "reason": refusal, "suppressed": held},
+                )
             writer.close()
             return
+        try:
+            await self._serve(reader, writer, task)
+        finally:
+            self.guard.release(host)
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[Any] | None,
+    ) -> None:
         conn = _Connection(self, reader, writer)
         self._connections.add(conn)
         if task is not None:

@@ -15,6 +15,9 @@ from stackwatch.models import Verdict
 
 #: Label value for frames that carry no reason (accepted, nothing to warn about).
 NO_REASON = "none"
+#: Every `action` label of `stackwatch_gateway_guard_total` (closed set: series exist at 0).
+GUARD_ACTIONS = ("banned", "locked_out", "banned_ip", "max_connections_per_ip",
+                 "too_many_rejects", "rate_limited")
 
 
 class GatewayStats:
@@ -32,6 +35,10 @@ class GatewayStats:
         self.connections_refused = 0
         self.idle_timeouts = 0
         self.history_requests: TallyCounter[str] = TallyCounter()
+        self.security_alerts: TallyCounter[str] = TallyCounter()
+        self.guard_actions: TallyCounter[str] = TallyCounter()
+        self._security: Counter | None = None
+        self._guard: Counter | None = None
         self._frames: Counter | None = None
         self._history: Counter | None = None
         self._connections: Gauge | None = None
@@ -77,6 +84,24 @@ class GatewayStats:
                 "Connections closed because no complete frame arrived within idle_timeout_s.",
                 registry=registry,
             )
+            self._security = Counter(
+                "stackwatch_gateway_security_alerts_total",
+                "Security alerts: an MN or a source IP banned for guessing passwords (scope).",
+                ["scope"],
+                registry=registry,
+            )
+            self._guard = Counter(
+                "stackwatch_gateway_guard_total",
+                "What the gateway's guard did: frames refused unchecked (banned, locked_out), "
+                "connections refused (banned_ip, max_connections_per_ip) or closed "
+                "(too_many_rejects), reads delayed by the per-IP rate limit (rate_limited).",
+                ["action"],
+                registry=registry,
+            )
+            for scope in ("mn", "ip"):
+                self._security.labels(scope=scope)
+            for action in GUARD_ACTIONS:
+                self._guard.labels(action=action)
 
     def history_request(self, outcome: str) -> None:
         """Count one history request by its outcome."""
@@ -132,3 +157,15 @@ class GatewayStats:
         self.idle_timeouts += 1
         if self._idle is not None:
             self._idle.inc()
+
+    def security_alert(self, scope: str) -> None:
+        """An MN or a source IP was banned for guessing passwords."""
+        self.security_alerts[scope] += 1
+        if self._security is not None:
+            self._security.labels(scope=scope).inc()
+
+    def guard(self, action: str) -> None:
+        """The guard refused, closed or slowed something (`GUARD_ACTIONS`)."""
+        self.guard_actions[action] += 1
+        if self._guard is not None:
+            self._guard.labels(action=action).inc()

@@ -179,7 +179,7 @@ class StackStates:
         state: dict[str, Any] = {"v": 1, "processor": live.proc.to_state(), "stack": None}
         if live.stack is not None:
             state["stack"] = live.stack.model_dump(
-                mode="json", exclude={"password", "password_sha256", "sm4_keys"}
+                mode="json", exclude={"password", "password_hash", "sm4_keys"}
             )
         self.table.data[stack_id] = state
         key_partition = getattr(self.table.data, "_key_partition", None)

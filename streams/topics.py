@@ -9,6 +9,7 @@ stack's readings, state, commands and outputs live on the same partition number.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import faust
@@ -35,8 +36,14 @@ class Topics:
         return {"minute": self.minute, "hour": self.hour, "day": self.day}.get(period)
 
 
-def define_topics(app: faust.App, cfg: TopicSettings) -> Topics:
-    """Declare every topic on `app` with `cfg.partitions` partitions and raw serialisers."""
+def define_topics(
+    app: faust.App, cfg: TopicSettings, *, config: Mapping[str, str] | None = None
+) -> Topics:
+    """Declare every topic on `app` with `cfg.partitions` partitions and raw serialisers.
+
+    `config` is the broker-side topic configuration they are created with
+    (`KafkaSettings.topic_config()`: `min.insync.replicas`).
+    """
 
     def topic(name: str) -> TopicT:
         return app.topic(
@@ -46,6 +53,7 @@ def define_topics(app: faust.App, cfg: TopicSettings) -> Topics:
             key_serializer="raw",
             value_serializer="raw",
             partitions=cfg.partitions,
+            config=dict(config or {}),
         )
 
     return Topics(

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from stackwatch.services import Endpoints, start_services, stop_services
+from tests.durable_broker import S3Server
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -115,3 +116,13 @@ def unique_topic(request: pytest.FixtureRequest) -> str:
     """
     test_name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name)[:60]
     return f"t.{test_name}.{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[S3Server]:
+    """moto's S3 server on loopback: storage for a Tansu that is stopped and started again."""
+    server = S3Server(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()

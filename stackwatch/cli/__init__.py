@@ -15,6 +15,7 @@ from stackwatch.cli.gateway import app as gateway_app
 from stackwatch.cli.history import app as history_app
 from stackwatch.cli.hj212 import app as hj212_app
 from stackwatch.cli.limits import app as limits_app
+from stackwatch.cli.registry import app as registry_app
 from stackwatch.cli.report import app as report_app
 from stackwatch.cli.services import app as services_app
 from stackwatch.cli.simulate import app as simulate_app
@@ -47,6 +48,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(history_app, name="history")
 app.add_typer(hj212_app, name="hj212")
 app.add_typer(limits_app, name="limits")
+app.add_typer(registry_app, name="registry")
 app.add_typer(report_app, name="report")
 app.add_typer(services_app, name="services")
 app.add_typer(simulate_app)  # no name: adds the top-level `simulate` and `replay` commands

@@ -121,13 +121,13 @@ def ack(
     async def run() -> Any:
         topic = settings.topics.alert_commands
         publisher = KafkaAckPublisher(kafka, topic)
+        repository = PgAlertRepository(db, max_size=1)
         await publisher.start()
         try:
-            return await publish_ack(
-                PgAlertRepository(db), publisher, alert_id, request, datetime.now(UTC)
-            )
+            return await publish_ack(repository, publisher, alert_id, request, datetime.now(UTC))
         finally:
             await publisher.stop()
+            await repository.close()
 
     try:
         command = asyncio.run(run())
@@ -156,9 +156,16 @@ def list_alerts(
     from sinks.ack_api import PgAlertRepository
 
     settings = get_settings()
-    repo = PgAlertRepository(_dsn(dsn, settings))
+    repo = PgAlertRepository(_dsn(dsn, settings), max_size=1)
+
+    async def read() -> list[Any]:
+        try:
+            return list(await repo.list_active(limit))
+        finally:
+            await repo.close()
+
     try:
-        alerts = asyncio.run(repo.list_active(limit))
+        alerts = asyncio.run(read())
     except (psycopg.Error, OSError) as exc:
         raise _fail(f"database: {exc}") from None
     if as_json:
@@ -216,13 +223,19 @@ def dispatch(
     ] = None,
     insecure_dev: InsecureDevOption = False,
 ) -> None:
-    """Consume the alerts topic and send notifications (webhook, e-mail) until stopped."""
+    """Consume the alerts topic and deliver notifications (webhook, e-mail) until stopped.
+
+    Due notifications go to the durable outbox in PostgreSQL (docs/notifications.md) and are
+    retried until delivered or expired (STACKWATCH_NOTIFY__*); the scheduler state is kept
+    with them. `--state-file` is kept for compatibility and only read once, when the database
+    has no saved state yet."""
     import httpx
 
     from sinks.alert_dispatcher import (
         AlertDispatcher,
         FileStateStore,
         load_scheduler,
+        load_scheduler_from_outbox,
         run_dispatcher,
     )
     from sinks.metrics_http import MetricsServer
@@ -233,6 +246,7 @@ def dispatch(
         PgDeliveryLog,
         WebhookSender,
     )
+    from sinks.outbox import Backoff, HeartbeatPlan, OutboxWorker, PgOutbox
     from stackwatch.cli.gateway import load_registry
     from stackwatch.notify import NotifyConfig, NotifyConfigError
     from stackwatch.notify.ack_link import AckLinks
@@ -244,6 +258,13 @@ def dispatch(
         config = NotifyConfig.load(routes)
     except NotifyConfigError as exc:
         raise _fail(str(exc)) from None
+    cfg = settings.notify
+    heartbeat = None
+    if cfg.heartbeat.group is not None:
+        if cfg.heartbeat.group not in {g.name for g in config.groups}:
+            raise _fail(f"STACKWATCH_NOTIFY__HEARTBEAT__GROUP: no group {cfg.heartbeat.group!r} "
+                        f"in {routes}")
+        heartbeat = HeartbeatPlan(group=cfg.heartbeat.group, interval=cfg.heartbeat.interval)
     try:
         registry = load_registry(registry_file or settings.gateway.registry_file)
     except (OSError, ValueError) as exc:
@@ -276,21 +297,36 @@ def dispatch(
             if links is not None:
                 console.print(f"acknowledgement links to {links.base_url}/ack/…",
                               highlight=False)
-            store = FileStateStore(
-                state_file or settings.resolved_data_dir() / "notify-state.json"
-            )
+            group_id = "stackwatch-notify"
+            outbox = PgOutbox(db, name=group_id)
+            if await outbox.load_state() is None:  # first start on the outbox: old file
+                store = FileStateStore(
+                    state_file or settings.resolved_data_dir() / "notify-state.json"
+                )
+                scheduler = load_scheduler(config, store)
+            else:
+                scheduler = await load_scheduler_from_outbox(config, outbox)
             dispatcher = AlertDispatcher(
-                load_scheduler(config, store), notifier, registry=registry, state_store=store
+                scheduler, notifier, registry=registry, outbox=outbox,
+                max_age=cfg.max_age, heartbeat=heartbeat,
+            )
+            worker = OutboxWorker(
+                outbox, notifier, metrics=metrics,
+                backoff=Backoff(cfg.retry_initial_s, cfg.retry_factor, cfg.retry_max_s),
             )
             try:
                 await run_dispatcher(
                     dispatcher,
                     bootstrap=kafka,
                     topic=settings.topics.alerts,
+                    group_id=group_id,
                     tick_interval_s=tick_s,
                     stop=stop,
+                    worker=worker,
+                    worker_interval_s=cfg.poll_interval_s,
                 )
             finally:
+                await outbox.close()
                 await log.close()
                 if server is not None:
                     await server.stop()
@@ -320,22 +356,26 @@ def api(
         create_app,
     )
     from sinks.ack_page import PgAckPageStore, create_ack_page_app
+    from sinks.rate_limit import RateLimiter
 
     settings = get_settings()
+    api_cfg = settings.ack_api
     try:
-        check_token(settings.api_token, insecure_dev=insecure_dev)
+        check_token(settings.api_token, insecure_dev=insecure_dev, users=api_cfg.users)
     except InsecureConfigError as exc:
         raise _fail(str(exc)) from None
     signer = _link_signer(settings, insecure_dev)
     db, kafka = _dsn(dsn, settings), _bootstrap(bootstrap, settings)
     publisher = KafkaAckPublisher(kafka, settings.topics.alert_commands)
-    repository = PgAlertRepository(db)
+    repository = PgAlertRepository(db, max_size=api_cfg.pool_max_size)
     try:
         application = create_app(
             token=settings.api_token,
             publisher=publisher,
             repository=repository,
+            users=api_cfg.users,
             insecure_dev=insecure_dev,
+            limiter=RateLimiter(api_cfg.rate_per_minute, api_cfg.rate_burst),
         )
     except InsecureConfigError as exc:
         raise _fail(str(exc)) from None
@@ -379,8 +419,22 @@ def api(
             for runner in runners:
                 await runner.cleanup()
             await publisher.stop()
+            await repository.close()
 
     try:
         asyncio.run(run())
     except OSError as exc:
         raise _fail(f"cannot serve on {bind_host}:{bind_port}: {exc}") from None
+
+
+@app.command("hash-token")
+def hash_token_command() -> None:
+    """Read a personal API token on standard input and print its SHA-256, the key to put in
+    STACKWATCH_ACK_API__USERS (`{"<sha256>": "王工"}`): the token itself is never stored."""
+    from sinks.ack_api import MIN_TOKEN_LENGTH, hash_token
+
+    token = typer.get_text_stream("stdin").read().strip()
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise _fail(f"token too short: use at least {MIN_TOKEN_LENGTH} random characters "
+                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    typer.echo(hash_token(token))

@@ -1,4 +1,5 @@
-"""`stackwatch db migrate|status|retention`: the database schema (README "Storage").
+"""`stackwatch db migrate|status|retention|logins`: the database schema (README "Storage")
+and the login users of its roles.
 
 The target database is, in order: `--dsn`; with `--timescale` STACKWATCH_TIMESCALE_URL or the
 embedded PGlite-TimescaleDB; otherwise STACKWATCH_DATABASE_URL or the embedded PostgreSQL 18
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from stackwatch.settings import get_settings
 
-app = typer.Typer(help="Database schema: migrations, status, retention (TimescaleDB).")
+app = typer.Typer(help="Database schema: migrations, status, retention (TimescaleDB), logins.")
 console = Console()
 
 DsnOption = Annotated[
@@ -82,6 +83,14 @@ def migrate(
             help="auto (TimescaleDB when the extension is there), plain or timescale.",
         ),
     ] = "auto",
+    logins: Annotated[
+        bool,
+        typer.Option(
+            "--logins",
+            help="Then create/update the login users of settings `db` (see `stackwatch db "
+            "logins`): one one-shot step for compose.",
+        ),
+    ] = False,
 ) -> None:
     """Apply pending migrations (idempotent; safe from several processes at once)."""
     from sinks import schema
@@ -102,6 +111,49 @@ def migrate(
     version = f" (timescaledb {result.timescaledb_version})" if result.timescaledb_version else ""
     _say(f"mode: {result.mode.value}{version}")
     _say(f"applied: {applied}")
+    if logins:
+        _set_logins(dsn, timescale)
+
+
+def _set_logins(dsn: str | None, timescale: bool) -> None:
+    from dataclasses import replace
+
+    import psycopg
+
+    from sinks.roles import Login, LoginError, ensure_logins
+
+    cfg = get_settings().db
+    wanted = [
+        login
+        for login, password in (
+            (Login(cfg.writer_user, "", "stackwatch_writer"), cfg.writer_password),
+            (Login(cfg.reader_user, "", "stackwatch_reader"), cfg.reader_password),
+        )
+        if password is not None
+        for login in [replace(login, password=password.get_secret_value())]
+    ]
+    if not wanted:
+        raise _fail(
+            "no login to set: give STACKWATCH_DB__WRITER_PASSWORD and/or "
+            "STACKWATCH_DB__READER_PASSWORD"
+        )
+    with _connect(dsn, timescale) as conn:
+        try:
+            done = ensure_logins(conn, wanted)
+        except (LoginError, psycopg.Error) as exc:
+            raise _fail(f"logins: {str(exc).strip()}") from None
+    for login in wanted:
+        if login.user in done:
+            _say(f"login {login.user}: member of {login.group}")
+
+
+@app.command()
+def logins(dsn: DsnOption = None, timescale: TimescaleOption = False) -> None:
+    """Create or update the login users of the group roles (migration 0011) from settings:
+    STACKWATCH_DB__WRITER_USER/_PASSWORD (sinks, dispatcher, ack API) and
+    STACKWATCH_DB__READER_USER/_PASSWORD (Grafana). Run as a role that may create roles;
+    re-run to change a password. A login without a password setting is left alone."""
+    _set_logins(dsn, timescale)
 
 
 @app.command()

@@ -54,7 +54,10 @@ def request(
     async def send() -> None:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=resolve_kafka_bootstrap(settings))
+        producer = AIOKafkaProducer(
+            bootstrap_servers=resolve_kafka_bootstrap(settings),
+            **settings.kafka.producer_options(settings.broker_profile),
+        )
         await producer.start()
         try:
             await producer.send_and_wait(

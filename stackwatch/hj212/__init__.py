@@ -42,6 +42,7 @@ from stackwatch.hj212.encryption import (
 )
 from stackwatch.hj212.framing import MAX_SEGMENT, Framer, judge_record, split_frames
 from stackwatch.hj212.model import CST, REASONS, DecodedFrame, FrameResult, issue_code
+from stackwatch.hj212.redact import MASK, frame_digest, redact_credentials
 from stackwatch.hj212.segment import MAX_CP, parse_datatime
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "CST",
     "FACTORS",
     "HISTORY_CNS",
+    "MASK",
     "MAX_CP",
     "MAX_SEGMENT",
     "REASONS",
@@ -76,6 +78,7 @@ __all__ = [
     "factor_info",
     "flag_value",
     "format_number",
+    "frame_digest",
     "frame_segment",
     "is_encrypted",
     "issue_code",
@@ -85,5 +88,6 @@ __all__ = [
     "parse_datatime",
     "parse_key",
     "reassemble",
+    "redact_credentials",
     "split_frames",
 ]

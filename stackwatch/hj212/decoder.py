@@ -17,6 +17,8 @@ from stackwatch.hj212.segment import new_fields, parse_segment
 __all__ = ["decode_frame", "reassemble"]
 
 _UNPARSEABLE = frozenset({"garbage", "bad_length_field", "truncated"})
+#: What masking a password changes: the data segment's length and so its CRC.
+_MASKING_CHANGES = frozenset({"length_mismatch", "bad_crc"})
 
 
 def _to_record(frame: bytes | str) -> bytes:
@@ -27,10 +29,14 @@ def _to_record(frame: bytes | str) -> bytes:
     return data
 
 
-def _decode(frame: bytes | str | FrameResult, max_segment: int) -> DecodedFrame:
-    result = frame if isinstance(frame, FrameResult) else judge_record(
-        _to_record(frame), max_segment
-    )
+def _decode(frame: bytes | str | FrameResult, max_segment: int, verified: bool) -> DecodedFrame:
+    if isinstance(frame, FrameResult):
+        result = frame
+    else:
+        record = _to_record(frame)
+        result = judge_record(record, max_segment)
+        if verified and result.reason in _MASKING_CHANGES:
+            result = FrameResult(record, True, None, None, True, True, False)
     raw = result.raw
     out = new_fields()
     errors: list[str] = out["errors"]
@@ -67,15 +73,18 @@ def _decode(frame: bytes | str | FrameResult, max_segment: int) -> DecodedFrame:
 
 
 def decode_frame(
-    frame: bytes | str | FrameResult, *, max_segment: int = MAX_SEGMENT
+    frame: bytes | str | FrameResult, *, max_segment: int = MAX_SEGMENT, verified: bool = False
 ) -> DecodedFrame:
     """Decode one frame (``##…CRC``, with or without CRLF) or a :class:`FrameResult`.
 
     Passing the framer's ``FrameResult`` reuses its length/CRC verdict instead of checking
-    twice. Never raises: every problem is in ``errors``/``warnings``.
+    twice. ``verified=True`` is for a frame whose password was masked after the gateway had
+    accepted it (`stackwatch.hj212.redact`): its length and CRC were judged on the original,
+    so a length or CRC that no longer match are not errors. Never raises: every problem is in
+    ``errors``/``warnings``.
     """
     try:
-        return _decode(frame, max_segment)
+        return _decode(frame, max_segment, verified)
     except Exception as exc:  # the contract is "never raises"; report instead
         fields: dict[str, Any] = new_fields()
         fields["errors"].append(issue("decoder_error", f"{type(exc).__name__}: {exc}"))

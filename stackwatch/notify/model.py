@@ -14,6 +14,7 @@ from stackwatch.registry import StackRegistry
 __all__ = [
     "AlertItem",
     "Delivery",
+    "Heartbeat",
     "Notification",
     "NotificationKind",
     "StackMeta",
@@ -75,6 +76,17 @@ class Notification(BaseModel):
     def dedup_key(self) -> str:
         """Identifies this message; equal keys are the same decision (log/replay dedup)."""
         return f"{self.route}|{self.group_key}|{self.kind.value}|{self.level}|{self.at.isoformat()}"
+
+
+class Heartbeat(BaseModel):
+    """The dead man's switch: "stackwatch is alive", sent once per interval. Its absence is
+    the message — a recipient who stops receiving it knows notifications are down."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: AwareDatetime = Field(description="Start of the interval this heartbeat stands for.")
+    interval_s: float = Field(gt=0, description="The next one is due this much later.")
+    source: str = Field(default="stackwatch", description="Which dispatcher sends it.")
 
 
 class Delivery(BaseModel):

@@ -12,6 +12,10 @@ built per delivery by the notifier, see ``stackwatch.notify.ack_link``). Webhook
 * DingTalk custom robot: ``{"msgtype": "markdown", "markdown": {"title", "text"}}``;
 * WeCom (企业微信) group robot: ``{"msgtype": "markdown", "markdown": {"content"}}``, whose
   content is limited to 4096 UTF-8 bytes, so it is cut at an alert boundary with a note.
+
+Text that people or the registry supply (plant and stack names, acknowledgement reasons,
+evidence strings) reaches the robots' markdown through :func:`markdown_escape`, so a reason
+like ``[点我](http://evil) @all <@zhangsan>`` can add no link, formatting, mention or tag.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from urllib.parse import quote
 from stackwatch.alerts import AlertEvent, Rule
 from stackwatch.compliance import Severity
 from stackwatch.hj212.codes import factor_info
-from stackwatch.notify.model import AlertItem, Notification, NotificationKind
+from stackwatch.notify.model import AlertItem, Heartbeat, Notification, NotificationKind
 
 __all__ = [
     "BEIJING",
@@ -35,7 +39,11 @@ __all__ = [
     "dashboard_url",
     "dingtalk_payload",
     "format_number",
+    "heartbeat_payload",
+    "heartbeat_subject",
+    "heartbeat_text",
     "json_payload",
+    "markdown_escape",
     "render_html",
     "render_subject",
     "render_text",
@@ -332,6 +340,29 @@ def render_html(
     )
 
 
+#: CommonMark punctuation that can open markup (emphasis, links, images, code, headings,
+#: tables, strike-through): backslash-escaped, which CommonMark renders as the character.
+_MD_SPECIAL = frozenset("\\`*_[]()#!|~")
+#: Characters no escape reliably neutralises on the robots: ``<`` opens WeCom's ``<font>`` and
+#: ``<@userid>`` mention, ``@`` a DingTalk/WeCom mention. Replaced by their full-width forms,
+#: which read the same to a person and never form markup.
+_MD_REPLACE = {"<": "＜", ">": "＞", "@": "＠"}
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` as literal markdown for DingTalk/WeCom: no link, emphasis, heading, tag,
+    mention or auto-link can come out of it, and it stays on one line (a newline would let
+    the next line start a heading, quote or list)."""
+    out: list[str] = []
+    for ch in text.replace("\r\n", " ").replace("\n", " ").replace("\r", " "):
+        if ch in _MD_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(_MD_REPLACE.get(ch, ch))
+    # auto-links (GFM: scheme:// and www.) are defanged with a full-width colon / dot
+    return "".join(out).replace("://", "：//").replace("www.", "www．")
+
+
 def _markdown_alert(
     item: AlertItem, base_url: str, sep: str, ack_links: Mapping[str, str] | None
 ) -> str:
@@ -342,7 +373,7 @@ def _markdown_alert(
         elif label == ACK_LABEL:
             lines.append(f"**{label}**: [点此确认 Acknowledge here]({value})")
         else:
-            lines.append(f"**{label}**: {value}")
+            lines.append(f"**{label}**: {markdown_escape(value)}")
     return sep.join(lines)
 
 
@@ -360,7 +391,7 @@ def _markdown(
     """Markdown of the notification, one field per line (``sep``: DingTalk needs a blank line
     between lines, WeCom honours single newlines). With ``max_bytes`` it is cut at an alert
     boundary with a note (an alert is shown only when the note for the rest still fits)."""
-    text = f"### {render_subject(n)}{sep}{sep.join(_intro(n).splitlines())}\n"
+    text = f"### {markdown_escape(render_subject(n))}{sep}{sep.join(_intro(n).splitlines())}\n"
     rule = f"{sep}---{sep}"
     blocks = [_markdown_alert(item, base_url, sep, ack_links) for item in n.alerts]
     for i, block in enumerate(blocks):
@@ -460,4 +491,44 @@ def json_payload(
         "title": render_subject(n),
         "text": render_text(n, base_url, ack_links),
         "alerts": alerts,
+    }
+
+
+# ------------------------------------------------------------------------------ heartbeat
+
+
+def heartbeat_subject(hb: Heartbeat) -> str:
+    """Subject / chat title of a heartbeat."""
+    return f"[心跳 HEARTBEAT] {hb.source} 运行正常 / is alive — {_time(hb.at)} (UTC+8)"
+
+
+def heartbeat_text(hb: Heartbeat) -> str:
+    """Plain text of a heartbeat: says when the next one is due and what its absence means."""
+    due = _time(hb.at + timedelta(seconds=hb.interval_s))
+    return (
+        f"{heartbeat_subject(hb)}\n\n"
+        f"告警通知链路正常。下一次心跳应在 {due} (UTC+8) 前到达；若未收到，说明告警通知已中断。\n"
+        f"Alert notifications are working. The next heartbeat is due by {due} (UTC+8); if it "
+        "does not arrive, notifications are down.\n"
+    )
+
+
+def heartbeat_payload(fmt: str, hb: Heartbeat) -> dict[str, Any]:
+    """The heartbeat as a webhook payload of format ``fmt`` (json, dingtalk, wecom)."""
+    text = heartbeat_text(hb)
+    if fmt == "dingtalk":
+        body = "\n\n".join(markdown_escape(line) for line in text.splitlines() if line)
+        return {"msgtype": "markdown",
+                "markdown": {"title": heartbeat_subject(hb), "text": body}}
+    if fmt == "wecom":
+        body = "\n".join(markdown_escape(line) for line in text.splitlines() if line)
+        return {"msgtype": "markdown", "markdown": {"content": body}}
+    return {
+        "version": 1,
+        "kind": "heartbeat",
+        "source": hb.source,
+        "at": hb.at.isoformat(),
+        "next_by": (hb.at + timedelta(seconds=hb.interval_s)).isoformat(),
+        "title": heartbeat_subject(hb),
+        "text": text,
     }

@@ -12,22 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
 from stackwatch.services import start_postgres, stop_postgres
 from stackwatch.services.ports import stable_port
-from stackwatch.services.process import terminate
-from stackwatch.services.tansu import start_tansu
+from tests.durable_broker import DurableBroker, S3Server
 from tests.e2e.pipeline import (
     CALIB,
     COMMLOSS,
@@ -300,47 +295,6 @@ def raw_receptions(dsn: str) -> dict[str, int]:
 
 # ------------------------------------------------------------------ broker restart (durable)
 
-class S3Server:
-    """moto's S3 server on loopback: the durable storage of a Tansu that is restarted."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = stable_port()
-        self.log = (tmp / "moto.log").open("ab")
-        moto = Path(sys.executable).with_name("moto_server")
-        self.proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.put(f"{self.url}/tansu", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.3)
-
-    def tansu_env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT": self.url, "AWS_ACCESS_KEY_ID": "stackwatch",
-                "AWS_SECRET_ACCESS_KEY": "stackwatch", "AWS_DEFAULT_REGION": "eu-west-2",
-                "AWS_ALLOW_HTTP": "true"}
-
-    def stop(self) -> None:
-        terminate(self.proc.pid)
-        self.proc.wait(10)
-        self.log.close()
-
-
-@pytest.fixture
-def s3(tmp_path: Path) -> Iterator[S3Server]:
-    server = S3Server(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.timeout(600)
 async def test_broker_restart_mid_stream(
     undisturbed_short: View, pg_dsn: str, tmp_path: Path, s3: S3Server
@@ -348,24 +302,17 @@ async def test_broker_restart_mid_stream(
     """Tansu on S3 storage is stopped for 10 s mid-stream and started again on the same port:
     topics, records and committed offsets survive; meanwhile the gateway acknowledges nothing
     it could not hand to Kafka, so the loggers re-send, and worker and sinks reconnect."""
-    tansu_dir, port = tmp_path / "tansu", stable_port()
-
-    def start_broker() -> Any:
-        return start_tansu(tansu_dir, port=port, storage="s3://tansu/",
-                           storage_env=s3.tansu_env())
-
-    broker = start_broker()
+    broker = DurableBroker(tmp_path, s3)
+    broker.start()
     try:
-        async with pipeline(str(broker.url), fresh_database(pg_dsn), tmp_path) as run:
+        async with pipeline(broker.bootstrap, fresh_database(pg_dsn), tmp_path) as run:
             async def broker_down_10s() -> None:
-                nonlocal broker
-                terminate(broker.pid)
+                broker.stop()
                 await asyncio.sleep(10.0)
-                broker = await asyncio.to_thread(start_broker)
+                await asyncio.to_thread(broker.start)
 
             await feed_with_fault(run, broker_down_10s, minutes=SHORT)
             got = await final_view(run, counts(undisturbed_short), timeout_s=420)
             assert_same(run, got, undisturbed_short)
     finally:
-        terminate(broker.pid)
-
+        broker.stop()

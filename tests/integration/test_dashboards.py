@@ -11,8 +11,9 @@ the datasource has `timescaledb: true`, epoch arithmetic otherwise).
 
 Each dashboard's variables are resolved against the demo rows of `dashboard_data.py`, then every
 panel target, repeated panel, annotation and variable query runs on PostgreSQL 18 (plain mode)
-and on PGlite-TimescaleDB (TimescaleDB mode, continuous aggregates refreshed), and must return
-rows with the columns its panel needs. Separate tests check the answers against values worked
+and on PGlite-TimescaleDB (TimescaleDB mode, continuous aggregates refreshed), as the read-only
+role of Grafana's datasource (`stackwatch_reader`), and must return rows with the columns its
+panel needs. Separate tests check the answers against values worked
 out by hand from the demo rows, and that an empty installation shows empty panels, not errors.
 """
 
@@ -53,6 +54,9 @@ Conn = psycopg.Connection[Any]
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "dashboards" / "json"
 PG_UID = "stackwatch-pg"
+#: The role of Grafana's datasource login (migration 0011): every query runs as it, so a panel
+#: that needs raw frame text or dead-letter payloads fails here as it would in Grafana.
+READER = "stackwatch_reader"
 #: Panel interval the tests pretend Grafana computed ($__interval) for the one-day range.
 INTERVAL = "2m"
 
@@ -358,6 +362,7 @@ def plain_db(pg_dsn: str) -> Iterator[Db]:
         with connect(dsn, autocommit=True) as conn:
             assert migrate(conn, "plain").mode is Mode.PLAIN
             load_demo_rows(conn)
+            conn.execute(f"SET ROLE {READER}")  # Grafana's datasource logs in as the reader
             yield Db(conn, timescaledb=False)
     finally:
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -380,8 +385,10 @@ def timescale_db(timescale_dsn: str) -> Iterator[Db]:
                     " %s::timestamptz)",
                     (datetime(2025, 4, 1, tzinfo=UTC), datetime(2025, 8, 1, tzinfo=UTC)),
                 )
+            conn.execute(f"SET ROLE {READER}")
             yield Db(conn, timescaledb=True)
         finally:
+            conn.execute("RESET ROLE")
             conn.execute(f"DROP MATERIALIZED VIEW IF EXISTS {schema}.compliance_monthly CASCADE")
             conn.execute(f"DROP MATERIALIZED VIEW IF EXISTS {schema}.compliance_daily CASCADE")
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -811,6 +818,7 @@ def test_fresh_installation_shows_empty_panels_not_errors(pg_database: str) -> N
     expands `IN ()` (a syntax error); every query runs and returns nothing to show."""
     with connect(pg_database, autocommit=True) as conn:
         migrate(conn, "plain")
+        conn.execute(f"SET ROLE {READER}")
         empty = Db(conn, timescaledb=False)
         for uid, dash in DASHBOARDS.items():
             _, options = resolve_variables(dash, empty)
@@ -826,3 +834,11 @@ def test_fresh_installation_shows_empty_panels_not_errors(pg_database: str) -> N
                         assert rows == [] or all(
                             v in (None, 0) for r in rows for v in r if not isinstance(v, str)
                         ), (q.id, rows)
+
+
+def test_dashboards_run_as_the_reader_that_cannot_see_frame_text(db: Db) -> None:
+    """The fixtures really query as Grafana's role: what it must not see is refused."""
+    assert db.run("SELECT current_user")[1] == [(READER,)]
+    for secret in ("SELECT text FROM raw_frames", "SELECT payload FROM dead_letters"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            db.run(secret)

@@ -39,6 +39,7 @@ from sinks.ack_api import (
     KafkaAckPublisher,
     PgAlertRepository,
     create_app,
+    hash_token,
 )
 from sinks.alert_dispatcher import AlertDispatcher, run_dispatcher
 from sinks.db import connect
@@ -72,6 +73,7 @@ GRAFANA = "http://grafana.test:3000"
 END = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # Beijing 11:00
 ALERT_ID = "7f1c2d3e-0000-5000-8000-0000000000aa"
 TOKEN = "t0ken-for-tests-0123456789"
+WANG_TOKEN = "wang-personal-token-0123456789abcdef"
 DD_SECRET = "SEC-test-secret"
 STACK = StackMeta(
     stack_id="hd-steel-01", name="1#烧结机头", plant="某钢铁有限公司", city="邯郸", sector="steel"
@@ -497,7 +499,7 @@ async def ack_api() -> AsyncIterator[tuple[str, _Publisher]]:
     publisher = _Publisher()
     app = create_app(
         token=SecretStr(TOKEN), publisher=publisher, repository=_Repo([OPEN]),
-        clock=lambda: ACK_AT,
+        users={hash_token(WANG_TOKEN): "王工"}, clock=lambda: ACK_AT,
     )
     runner = web.AppRunner(app)
     await runner.setup()
@@ -527,20 +529,21 @@ async def test_ack_requires_the_token(ack_api: tuple[str, _Publisher]) -> None:
 
 
 async def test_ack_publishes_the_command(ack_api: tuple[str, _Publisher]) -> None:
+    """王工's personal token acknowledges as 王工 (the name comes from the token)."""
     base, publisher = ack_api
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = {"Authorization": f"Bearer {WANG_TOKEN}"}
     async with httpx.AsyncClient(base_url=base, timeout=5, headers=auth) as client:
         r = await client.post(
-            f"/alerts/{ALERT_ID}/ack",
-            json={"by": " 王工 ", "reason": "desulphuriser pump restarted"},
+            f"/alerts/{ALERT_ID}/ack", json={"reason": " desulphuriser pump restarted "},
         )
         assert r.status_code == 202, r.text
         assert r.json()["command"]["stack_id"] == "hd-steel-01"
         # unknown alert, malformed JSON, missing field
-        assert (await client.post("/alerts/nope/ack", json={"by": "a", "reason": "b"})
-                ).status_code == 404
-        assert (await client.post(f"/alerts/{ALERT_ID}/ack", content=b"{")).status_code == 400
-        r = await client.post(f"/alerts/{ALERT_ID}/ack", json={"by": "a"})
+        assert (await client.post("/alerts/nope/ack", json={"reason": "b"})).status_code == 404
+        json_type = {"Content-Type": "application/json"}
+        assert (await client.post(f"/alerts/{ALERT_ID}/ack", content=b"{", headers=json_type)
+                ).status_code == 400
+        r = await client.post(f"/alerts/{ALERT_ID}/ack", json={})
         assert r.status_code == 422 and r.json()["details"][0]["field"] == "reason"
         listing = (await client.get("/alerts")).json()
     assert publisher.commands == [

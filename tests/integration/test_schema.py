@@ -126,15 +126,15 @@ def test_migrate_plain_mode_records_versions_and_is_idempotent(
 ) -> None:
     first = migrate(conn)
     # PostgreSQL 18 here has no timescaledb: plain mode, 0001 core + 0003 views + 0005 real
-    # loggers + 0006 limit verdicts + 0008 used ack links (0002, 0004 and 0007 exist only for
-    # TimescaleDB).
+    # loggers + 0006 limit verdicts + 0008 used ack links + 0009 frame digests + 0010
+    # notification outbox + 0011 roles (0002, 0004 and 0007 exist only for TimescaleDB).
     assert first.mode is Mode.PLAIN
-    assert first.applied == [1, 3, 5, 6, 8]
+    assert first.applied == [1, 3, 5, 6, 8, 9, 10, 11]
     assert first.timescaledb_version is None
 
     second = migrate(conn)
     assert second.applied == []
-    assert second.already_applied == [1, 3, 5, 6, 8]
+    assert second.already_applied == [1, 3, 5, 6, 8, 9, 10, 11]
 
     rows = conn.execute("SELECT version, name, mode FROM schema_migrations ORDER BY 1").fetchall()
     assert rows == [
@@ -143,11 +143,14 @@ def test_migrate_plain_mode_records_versions_and_is_idempotent(
         (5, "real_loggers", "plain"),
         (6, "limit_verdicts", "plain"),
         (8, "ack_links", "plain"),
+        (9, "frame_digest", "plain"),
+        (10, "notification_outbox", "plain"),
+        (11, "roles", "plain"),
     ]
 
     st = status(conn)
     assert st.mode is Mode.PLAIN
-    assert [a.version for a in st.applied] == [1, 3, 5, 6, 8]
+    assert [a.version for a in st.applied] == [1, 3, 5, 6, 8, 9, 10, 11]
     assert st.pending == []
     assert st.modified == []
 
@@ -158,7 +161,7 @@ def test_status_of_a_fresh_database_lists_everything_pending(
     st = status(conn)
     assert st.mode is None
     assert st.applied == []
-    assert st.pending == [1, 3, 5, 6, 8]
+    assert st.pending == [1, 3, 5, 6, 8, 9, 10, 11]
     assert not st.timescaledb_available
 
 
@@ -184,6 +187,8 @@ def test_every_table_and_view_exists(migrated: psycopg.Connection[Any]) -> None:
         "dead_letters",
         "limit_verdicts",
         "ack_link_uses",
+        "notification_outbox",
+        "notify_state",
     }
     views = {
         r[0]
@@ -197,6 +202,7 @@ def test_every_table_and_view_exists(migrated: psycopg.Connection[Any]) -> None:
         "conformity_monthly",
         "capture_rate",
         "emission_totals_monthly",
+        "raw_frame_verdicts",  # 0011: raw_frames without the frame text, for the reader
     }
 
 

@@ -97,11 +97,11 @@ def test_migration_chooses_timescale_and_is_idempotent(
     assert first.mode is Mode.TIMESCALE
     # 0001 core, 0002 hypertables, 0003 caggs (replacing the plain views), 0004 retention,
     # 0005 real-logger columns, 0006 limit verdicts and their views, 0007 their hypertable,
-    # 0008 used ack links
-    assert first.applied == [1, 2, 3, 4, 5, 6, 7, 8]
+    # 0008 used ack links, 0009 frame digests, 0010 notification outbox, 0011 roles
+    assert first.applied == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     again = migrate(conn)
     assert again.applied == []
-    assert again.already_applied == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert again.already_applied == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     modes = conn.execute("SELECT DISTINCT mode FROM schema_migrations").fetchall()
     assert modes == [("timescale",)]
     st = status(conn)
@@ -357,7 +357,7 @@ def test_plain_mode_can_be_forced_on_a_timescale_server(
     try:
         conn.execute(f"SET search_path TO {plain}, public")
         result = migrate(conn, mode="plain")
-        assert (result.mode, result.applied) == (Mode.PLAIN, [1, 3, 5, 6, 8])
+        assert (result.mode, result.applied) == (Mode.PLAIN, [1, 3, 5, 6, 8, 9, 10, 11])
         views = conn.execute(
             "SELECT table_name FROM information_schema.views WHERE table_schema = %s ORDER BY 1",
             (plain,),
@@ -368,6 +368,7 @@ def test_plain_mode_can_be_forced_on_a_timescale_server(
             ("compliance_monthly",),
             ("conformity_monthly",),
             ("emission_totals_monthly",),
+            ("raw_frame_verdicts",),
         ]
         hypertables = conn.execute(
             "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_schema = %s",

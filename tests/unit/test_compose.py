@@ -140,7 +140,11 @@ def test_every_command_exists_in_the_cli(name: str) -> None:
     leaf = _resolve(command[1:])
     assert leaf is not None, f"{name}: `{' '.join(command)}` is not a stackwatch command"
     assert leaf.name == command[1] or leaf.name == command[2], leaf.name
-    options = {opt for param in leaf.params for opt in getattr(param, "opts", [])}
+    options = {
+        opt
+        for param in leaf.params
+        for opt in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
+    }
     for word in command[1:]:
         if word.startswith("--"):
             assert word in options, f"{name}: {leaf.name} has no option {word}"
@@ -182,3 +186,96 @@ def test_every_scraped_process_serves_metrics_on_the_scraped_port() -> None:
                 f"{service} serves no /metrics: add --metrics-port {port}"
             )
             assert str(Settings().metrics_port) == port
+
+
+# ------------------------------------------------------------------ issue #15: boot and privilege
+# (tests/e2e/test_compose_boot.py runs the file; these say what it must keep saying.)
+
+STACKWATCH_SERVICES = sorted(
+    n for n, s in SERVICES.items() if str(s.get("image", "")).startswith("stackwatch:")
+)
+
+
+def test_only_the_loggers_port_is_published_beyond_loopback() -> None:
+    for name, svc in SERVICES.items():
+        for port in (str(p) for p in svc.get("ports", [])):
+            if port == "9212:9212":
+                assert name == "gateway"
+                continue
+            assert port.startswith(("127.0.0.1:", "${GRAFANA_BIND:-127.0.0.1}:")), (name, port)
+    assert SERVICES["grafana"]["ports"] == ["${GRAFANA_BIND:-127.0.0.1}:3000:3000"]
+
+
+def test_demo_services_are_in_the_demo_profile() -> None:
+    assert SERVICES["simulator"]["profiles"] == ["demo"]
+    assert SERVICES["mailpit"]["profiles"] == ["demo"]
+    assert "--write-registry" not in SERVICES["simulator"]["command"]
+    default = {n for n, s in SERVICES.items() if not s.get("profiles")}
+    for name in default:  # nothing of the default profile waits for a demo service
+        assert set(SERVICES[name].get("depends_on") or {}) <= default, name
+
+
+@pytest.mark.parametrize("name", STACKWATCH_SERVICES)
+def test_the_registry_is_an_operator_file_mounted_read_only(name: str) -> None:
+    svc = SERVICES[name]
+    mounts = [str(m) for m in svc.get("volumes", [])]
+    assert not any(m.startswith("registry:") for m in mounts), "a shared writable volume"
+    if name in ("gateway", "worker", "sinks", "notifier"):
+        assert "./registry:/app/registry:ro" in mounts
+        registry = svc["environment"]["STACKWATCH_GATEWAY__REGISTRY_FILE"]
+        assert registry.startswith("/app/registry/${REGISTRY_FILE:?")
+    for mount in mounts:  # every bind mount into our image is read-only
+        if mount.startswith((".", "/")):
+            assert mount.endswith(":ro"), (name, mount)
+
+
+def test_the_registry_example_is_the_default_and_has_no_clear_password() -> None:
+    from stackwatch.registry import StackRegistry
+
+    example = ROOT / "registry" / "registry.example.yaml"
+    assert "REGISTRY_FILE=registry.example.yaml" in (ROOT / ".env.example").read_text()
+    stacks = yaml.safe_load(example.read_text())["stacks"]
+    assert stacks and all("password" not in s for s in stacks)
+    registry = StackRegistry.load(example)
+    # The demo scenario's simulated loggers send 123456 (simulators/scenarios/demo.yaml).
+    assert all(s.password_matches("123456") for s in registry.stacks)
+    assert not any(s.password_matches("1234567") for s in registry.stacks)
+
+
+def _dsn_user(name: str) -> str | None:
+    url = SERVICES[name]["environment"].get("STACKWATCH_DATABASE_URL")
+    return None if url is None else str(url).split("://", 1)[1].split(":", 1)[0]
+
+
+def test_each_process_logs_in_with_least_privilege() -> None:
+    assert _dsn_user("migrate") == "stackwatch"  # the image's bootstrap user: DDL and logins
+    assert SERVICES["migrate"]["command"] == ["stackwatch", "db", "migrate", "--logins"]
+    for name in ("sinks", "notifier", "api"):
+        assert _dsn_user(name) == "${DB_WRITER_USER", name  # …:-stackwatch_app}
+    assert "--no-migrate" in SERVICES["sinks"]["command"]  # the writer may not run DDL
+    for name in ("gateway", "worker"):
+        assert _dsn_user(name) is None, f"{name} has no business in the database"
+    grafana = SERVICES["grafana"]["environment"]
+    assert "POSTGRES_PASSWORD" not in grafana
+    datasources = yaml.safe_load(
+        (ROOT / "dashboards/provisioning/datasources/stackwatch.yaml").read_text()
+    )["datasources"]
+    (pg,) = [d for d in datasources if "postgres" in d["type"]]
+    assert pg["user"] == "${DB_READER_USER}"
+    assert pg["secureJsonData"]["password"] == "${DB_READER_PASSWORD}"
+    assert {"DB_READER_USER", "DB_READER_PASSWORD"} <= set(grafana)
+
+
+def test_kafka_durability_settings_suit_the_one_broker() -> None:
+    for name in STACKWATCH_SERVICES:
+        env = SERVICES[name]["environment"]
+        assert env["STACKWATCH_KAFKA__REPLICATION_FACTOR"] == "1"
+        assert env["STACKWATCH_KAFKA__MIN_INSYNC_REPLICAS"] == "1"
+        assert env["STACKWATCH_KAFKA__IDEMPOTENT_PRODUCERS"] == "true"
+    assert SERVICES["kafka"]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+
+
+@pytest.mark.parametrize("name", ["worker", "sinks", "notifier"])
+def test_state_lives_in_a_volume_of_its_own(name: str) -> None:
+    assert SERVICES[name]["environment"]["STACKWATCH_DATA_DIR"] == "/var/lib/stackwatch"
+    assert f"{name}-data:/var/lib/stackwatch" in SERVICES[name]["volumes"]

@@ -161,13 +161,14 @@ def test_schema_version_and_time_settings(dash: dict[str, Any]) -> None:
 def test_provisioned_datasources() -> None:
     pg, prom = DATASOURCES["stackwatch-pg"], DATASOURCES["stackwatch-prom"]
     assert pg["type"] == "grafana-postgresql-datasource"
-    assert pg["url"] == "timescaledb:5432" and pg["user"] == "stackwatch"
+    # the read-only reader login (migration 0011), never the owner / bootstrap superuser
+    assert pg["url"] == "timescaledb:5432" and pg["user"] == "${DB_READER_USER}"
     assert pg["jsonData"]["database"] == "stackwatch"
     assert pg["jsonData"]["timescaledb"] is True
     assert pg["jsonData"]["sslmode"] == "disable"
     assert isinstance(pg["jsonData"]["postgresVersion"], int)
     # the secret comes from the container environment, never from the file
-    assert pg["secureJsonData"]["password"] in ("$POSTGRES_PASSWORD", "${POSTGRES_PASSWORD}")
+    assert pg["secureJsonData"]["password"] == "${DB_READER_PASSWORD}"
     assert prom["type"] == "prometheus" and prom["url"] == "http://prometheus:9090"
     assert sum(ds.get("isDefault", False) for ds in DATASOURCES.values()) == 1
 
@@ -183,7 +184,8 @@ def test_dashboard_provider_matches_the_compose_mounts() -> None:
     assert mounts["./dashboards/provisioning"] == "/etc/grafana/provisioning"
     assert mounts["./dashboards/json"] == provider["options"]["path"]
     env = compose["services"]["grafana"]["environment"]
-    assert "POSTGRES_PASSWORD" in env  # what the datasource file interpolates
+    assert {"DB_READER_USER", "DB_READER_PASSWORD"} <= set(env)  # what the datasource reads
+    assert "POSTGRES_PASSWORD" not in env  # Grafana never holds the superuser's password
 
 
 @dash_params

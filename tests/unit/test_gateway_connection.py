@@ -249,7 +249,8 @@ async def test_non_ascii_password_is_rejected_and_the_connection_keeps_serving(
     assert "QN=20260105080000002" in ack  # the wrong-PW frame got none; the next one did
     await until(lambda: len(h.sink.raw) == 2, "both recorded")
     assert [r.reasons for r in h.sink.raw] == [["bad_password"], []]
-    assert h.sink.dead[0].payload == chinese_pw.decode().rstrip("\r\n")
+    assert h.sink.dead[0].payload == chinese_pw.decode().rstrip("\r\n").replace(
+        "PW=密码;", "PW=******;")
     writer.close()
 
 
@@ -380,8 +381,10 @@ async def test_half_frame_at_disconnect_is_rejected_with_reason(h: Harness) -> N
     await until(lambda: len(h.sink.raw) == 1, "leftover recorded")
     rec = h.sink.raw[0]
     assert rec.verdict is Verdict.REJECTED and rec.reasons[-1] == "at_disconnect"
-    assert rec.text == STD_FRAME[:50].decode()
-    assert h.sink.dead[0].payload == STD_FRAME[:50].decode()
+    # A half frame keeps its bytes, its password masked (what follows PW= is cut off here).
+    assert STD_FRAME[:50].decode().endswith(";PW=100000")
+    assert rec.text == STD_FRAME[:50].decode().replace("PW=100000", "PW=******")
+    assert h.sink.dead[0].payload == rec.text
 
 
 # --- timeouts and limits -------------------------------------------------------------------

@@ -6,6 +6,7 @@ CRC is computed here with the App. A algorithm, independently of the codec.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,7 +55,7 @@ def registry(*, sha: bool = False) -> StackRegistry:
         "process": "coal_boiler",
     }
     if sha:
-        std["password_sha256"] = hash_password("100000")
+        std["password_hash"] = hash_password("100000", n=16)  # cheap scrypt: same code path
     else:
         std["password"] = "100000"
     old = {
@@ -102,7 +103,9 @@ def test_standard_example_accepted_and_answered() -> None:
     j = judge(STD + "\r\n")
     assert j.verdict is Verdict.ACCEPTED and j.reasons == ()
     assert (j.mn, j.cn, j.qn) == (STD_MN, "1062", "20160801085857223")
-    assert j.text == STD
+    # The password is masked in what is recorded; length field and CRC stay as received.
+    assert j.text == STD.replace("PW=100000;", "PW=******;") and j.redacted
+    assert j.sha256 == hashlib.sha256(STD.encode()).hexdigest()
     assert j.ack is not None and j.ack.endswith("\r\n")
     ack = j.ack[:-2]
     seg = ack[6:-4]
@@ -226,7 +229,10 @@ def test_records_of_a_rejected_frame() -> None:
     assert dead is not None
     assert (dead.stage, dead.reason, dead.key) == ("gateway", "bad_crc", STD_MN)
     assert dead.occurred_at == at
-    assert dead.payload == raw.text == STD.replace("1C80", "1C08")
+    assert dead.payload == raw.text == STD.replace("1C80", "1C08").replace("PW=100000;",
+                                                                         "PW=******;")
+    assert raw.redacted and raw.sha256 == dead.details["sha256"] == hashlib.sha256(
+        STD.replace("1C80", "1C08").encode()).hexdigest()
     assert dead.details["peer"] == "10.0.0.7:40001" and dead.details["cn"] == "1062"
     _, none = build_records(judge(STD + "\r\n"), received_at=at, peer="p", gateway="g")
     assert none is None

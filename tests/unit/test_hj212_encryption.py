@@ -147,8 +147,10 @@ def test_gateway_opens_with_the_loggers_key_keeps_the_wire_text_and_answers() ->
     stack = _stack(sm4_keys=[Sm4Key(key=SecretStr(KEY.hex()))])
     got = judge(frame(), stack)
     assert got.verdict is Verdict.ACCEPTED
-    assert got.text == frame().rstrip("\r\n")  # kept as received
-    assert got.decrypted == frame(key=None).rstrip("\r\n")
+    # Kept as received, but for the password (masked in the clear header and the plaintext).
+    assert "PW=123456" in frame()
+    assert got.text == frame().rstrip("\r\n").replace("PW=123456", "PW=******")
+    assert got.decrypted == frame(key=None).rstrip("\r\n").replace("PW=123456", "PW=******")
     assert got.ack is not None and ";CN=9014;" in got.ack and ";Flag=8;" in got.ack
     assert decode_frame(got.ack.encode()).qn == "20260301100000000"
 

@@ -18,6 +18,7 @@ Throughput on this corpus is measured by `bench/bench_fuzz.py`, never asserted h
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import Counter
@@ -256,11 +257,18 @@ def test_gateway_verdict_on_every_unit(judged: list[tuple[FrameResult, Judgement
     first: Counter[str] = Counter()
     for result, judgement in judged:
         raw, dead = build_records(judgement, received_at=RECEIVED, peer="fuzz:1", gateway="gw")
-        # The raw layer keeps the bytes verbatim: UTF-8 as text, anything else escaped.
+        # The raw layer keeps the bytes verbatim (UTF-8 as text, anything else escaped) but for
+        # password values, masked; the digest is of the bytes as received.
         try:
-            assert raw.text == result.raw.decode("utf-8")
+            verbatim = result.raw.decode("utf-8")
         except UnicodeDecodeError:
-            assert raw.text == result.raw.decode("utf-8", errors="backslashreplace")
+            verbatim = result.raw.decode("utf-8", errors="backslashreplace")
+        assert raw.sha256 == hashlib.sha256(result.raw).hexdigest()
+        if raw.redacted:
+            assert _PW_VALUE.sub("PW=", raw.text) == _PW_VALUE.sub("PW=", verbatim)
+            assert "pw=******" in raw.text.lower()
+        else:
+            assert raw.text == verbatim
         if judgement.verdict is Verdict.REJECTED:
             assert judgement.reason in GATEWAY_FIRST, judgement
             assert "decode_error" not in judgement.reasons
@@ -277,6 +285,7 @@ def test_gateway_verdict_on_every_unit(judged: list[tuple[FrameResult, Judgement
     assert {REASON_UNKNOWN_MN, REASON_BAD_PASSWORD, REASON_MISSING_MN} <= set(first)
 
 
+_PW_VALUE = re.compile(r"PW=[^;\r\n]*", re.IGNORECASE)
 ACCEPTED_REFUSALS = REASONS.keys() | {"unknown_mn", "missing_field", "missing_datatime"}
 
 
@@ -289,7 +298,8 @@ def test_worker_normalises_every_accepted_frame(
         if judgement.verdict is not Verdict.ACCEPTED:
             continue
         raw = RawFrame(text=judgement.text, received_at=RECEIVED, peer="fuzz:1",
-                       mn=judgement.mn, cn=judgement.cn, verdict=Verdict.ACCEPTED)
+                       mn=judgement.mn, cn=judgement.cn, verdict=Verdict.ACCEPTED,
+                       redacted=judgement.redacted)
         result = reading_from_raw(raw, registry.by_mn, lambda _s, _t: 10.0)  # must not raise
         if isinstance(result, Refusal):
             assert result.reason in ACCEPTED_REFUSALS and result.detail, result

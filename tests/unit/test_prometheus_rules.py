@@ -104,6 +104,10 @@ CASES: list[tuple[str, list[tuple[str, str]], list[tuple[int, dict[str, str] | N
      [('stackwatch_gateway_frames_total{verdict="rejected", reason="bad_password"}',
        "0+1x20")],
      [(10, None)]),
+    # One ban of an MN at minute 5: alerted from then on for 10 minutes, then quiet.
+    ("StackwatchPasswordGuessing",
+     [('stackwatch_gateway_security_alerts_total{scope="mn"}', "0x4 1x13")],
+     [(4, None), (6, {"scope": "mn"}), (17, None)]),
 ]
 
 
@@ -132,11 +136,11 @@ def test_rules_and_config_pass_promtool_check() -> None:
     rules = subprocess.run([_promtool(), "check", "rules", str(RULES)],
                            capture_output=True, text=True)
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 10 rules found" in rules.stdout
+    assert "SUCCESS: 11 rules found" in rules.stdout
     config = subprocess.run([_promtool(), "check", "config", str(CONFIG)],
                             capture_output=True, text=True)
     assert config.returncode == 0, config.stdout + config.stderr
-    assert "SUCCESS: 10 rules found" in config.stdout  # the config loads alerts.yml
+    assert "SUCCESS: 11 rules found" in config.stdout  # the config loads alerts.yml
 
 
 def test_every_rule_has_a_case_that_fires() -> None:

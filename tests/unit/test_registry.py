@@ -22,11 +22,11 @@ def _stack(**kw: object) -> StackInfo:
     return StackInfo.model_validate(base)
 
 
-def test_sha256_of_known_password() -> None:
-    # sha256("123456") is a well-known digest.
-    assert hash_password("123456") == (
-        "8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92"
-    )
+def test_sha256_entries_are_refused_with_how_to_rehash() -> None:
+    with pytest.raises(ValidationError, match="stackwatch registry hash-password"):
+        # sha256("123456"), the old format: refused, never silently ignored
+        _stack(password=None, password_sha256="8d969eef6ecad3c29a3a629280e686cf"
+               "0c3f5d5a86aff3ca12020c923adc6c92")
 
 
 def test_clear_password_matches_only_itself() -> None:
@@ -37,7 +37,7 @@ def test_clear_password_matches_only_itself() -> None:
 
 
 def test_hashed_password_matches() -> None:
-    stack = _stack(password=None, password_sha256=hash_password("s3cret"))
+    stack = _stack(password=None, password_hash=hash_password("s3cret", n=16))
     assert stack.password_matches("s3cret")
     assert not stack.password_matches("123456")
 
@@ -71,7 +71,7 @@ def test_yaml_round_trip_hashes_clear_passwords(tmp_path: Path) -> None:
     path = tmp_path / "registry.yaml"
     StackRegistry(stacks=[_stack()]).dump(path)
     text = path.read_text()
-    assert "123456" not in text
+    assert "123456" not in text and "password_hash: scrypt$16384$8$1$" in text
     loaded = StackRegistry.load(path)
     stack = loaded.by_mn("41120001CM0001")
     assert stack is not None

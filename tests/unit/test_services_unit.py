@@ -218,7 +218,9 @@ def test_faust_kwargs_tansu_profile(tmp_path: Path) -> None:
     kwargs = faust_app_kwargs(settings, broker="127.0.0.1:9092", app_id="sw", data_dir=tmp_path)
     assert kwargs == {
         "id": "sw",
-        "broker": "kafka://127.0.0.1:9092",
+        "broker": "kafka://127.0.0.1:9092",  # not idempotent: Tansu refuses InitProducerId
+        "topic_replication_factor": 1,
+        "producer_acks": -1,
         "datadir": str(tmp_path),
         "store": "memory://",
         "topic_partitions": 3,
@@ -237,7 +239,7 @@ def test_faust_kwargs_tansu_profile(tmp_path: Path) -> None:
 def test_faust_kwargs_kafka_profile_keeps_faust_defaults(tmp_path: Path) -> None:
     settings = Settings(broker_profile="kafka")
     kwargs = faust_app_kwargs(settings, broker="k1:9092,k2:9092", app_id="sw", data_dir=tmp_path)
-    assert kwargs["broker"] == "kafka://k1:9092;k2:9092"
+    assert kwargs["broker"] == "kafka-idempotent://k1:9092;k2:9092"
     assert kwargs["store"] == "memory://"
     # Recovery reads up to a marker on every broker; producers batch on both profiles.
     assert kwargs["TableManager"] == "streams.changelog_marker:MarkedTableManager"

@@ -75,7 +75,8 @@ def test_registry_roundtrip(tmp_path: Path) -> None:
     load_scenario("demo").registry().dump(path)
     loaded = StackRegistry.load(path)
     assert len(loaded.stacks) == 7
-    assert all(s.password_sha256 for s in loaded.stacks)
+    assert all((s.password_hash or "").startswith("scrypt$16384$8$1$") for s in loaded.stacks)
+    assert all(s.password is None for s in loaded.stacks)
 
 
 def test_national_generates_n_unique_stacks() -> None:

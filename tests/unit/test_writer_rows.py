@@ -60,6 +60,7 @@ def test_raw_frame_row_keeps_text_verbatim_and_escapes_nul() -> None:
         peer="10.0.0.5:4100",
         verdict=Verdict.REJECTED,
         reasons=["crc mismatch", "bad length"],
+        sha256="ab" * 32,
     )
     assert as_dict(RAW_FRAME_COLUMNS, raw_frame_row(frame)) == {
         "received_at": T0,
@@ -70,6 +71,7 @@ def test_raw_frame_row_keeps_text_verbatim_and_escapes_nul() -> None:
         "reasons": ["crc mismatch", "bad length"],
         "text": "##0010QN=1\\x00;CP=&&&&\r\n",  # NUL cannot be stored in text: made visible
         "gateway": "gateway",
+        "sha256": "ab" * 32,
     }
 
 
@@ -351,7 +353,7 @@ def test_parse_records_rejects_bad_input_with_reasons_and_keeps_good_rows() -> N
     }
 
 
-def test_stack_row_hashes_clear_password_and_nulls_blank_city() -> None:
+def test_stack_row_keeps_passwords_out_and_nulls_blank_city() -> None:
     stack = StackInfo(
         stack_id="S9",
         mn="88888880000009",
@@ -368,8 +370,7 @@ def test_stack_row_hashes_clear_password_and_nulls_blank_city() -> None:
     assert row == {
         "stack_id": "S9",
         "mn": "88888880000009",
-        # sha256("123456")
-        "password_sha256": "8d969eef6ecad3c29a3a629280e686cf0c3f5d5a86aff3ca12020c923adc6c92",
+        "password_sha256": None,  # no password, in any form, in the database
         "name": "S9",  # no name given: the id is shown
         "plant": "Demo Cement",
         "city": None,

@@ -1,0 +1,73 @@
+"""Durability settings reach every producer and topic: replicas, min ISR, acks, idempotence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+import pytest
+from faust.transport import by_url
+from pydantic import ValidationError
+
+from stackwatch.settings import KafkaSettings, Settings
+from streams.faust_config import broker_url, faust_app_kwargs
+from streams.kafka_transport import IdempotentTransport
+
+
+def test_min_insync_cannot_exceed_the_replicas() -> None:
+    with pytest.raises(ValidationError, match="no write could succeed"):
+        KafkaSettings(replication_factor=2, min_insync_replicas=3)
+    assert KafkaSettings(replication_factor=3, min_insync_replicas=2).topic_config() == {
+        "min.insync.replicas": "2"
+    }
+
+
+def test_idempotence_follows_the_profile_unless_set() -> None:
+    auto = KafkaSettings()
+    assert auto.idempotence("kafka") is True
+    assert auto.idempotence("tansu") is False  # Tansu refuses InitProducerId
+    assert KafkaSettings(idempotent_producers=False).idempotence("kafka") is False
+    assert KafkaSettings(idempotent_producers=True).producer_options("tansu") == {
+        "acks": "all", "enable_idempotence": True,
+    }
+
+
+def test_environment_sets_the_cluster_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACKWATCH_KAFKA__REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("STACKWATCH_KAFKA__MIN_INSYNC_REPLICAS", "2")
+    kafka = Settings().kafka
+    assert (kafka.replication_factor, kafka.min_insync_replicas) == (3, 2)
+
+
+def test_broker_url_picks_the_idempotent_transport() -> None:
+    assert broker_url("k1:9092,k2:9092") == "kafka://k1:9092;k2:9092"
+    url = broker_url("k1:9092,k2:9092", idempotent=True)
+    assert url == "kafka-idempotent://k1:9092;k2:9092"
+    assert by_url(url.split(";")[0]) is IdempotentTransport
+
+
+async def test_a_kafka_profile_worker_produces_idempotently_with_replicated_topics(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(broker_profile="kafka",
+                        kafka=KafkaSettings(replication_factor=3, min_insync_replicas=2))
+    app = faust.App(**faust_app_kwargs(settings, broker="k1:9092", app_id="t", data_dir=tmp_path))
+    assert app.conf.topic_replication_factor == 3
+    producer = cast(Any, app.producer)._new_producer()  # an AIOKafkaProducer, not connected
+    try:
+        assert producer._txn_manager is not None  # aiokafka keeps one only when idempotent
+        assert producer.client._client_id  # built from the app's settings
+    finally:
+        await producer.client.close()
+
+
+async def test_a_tansu_profile_worker_is_not_idempotent(tmp_path: Path) -> None:
+    settings = Settings(broker_profile="tansu")
+    app = faust.App(**faust_app_kwargs(settings, broker="127.0.0.1:1", app_id="t",
+                                       data_dir=tmp_path))
+    producer = cast(Any, app.producer)._new_producer()
+    try:
+        assert producer._txn_manager is None
+    finally:
+        await producer.client.close()
