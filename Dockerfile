@@ -12,6 +12,8 @@ COPY streams ./streams
 COPY sinks ./sinks
 COPY simulators ./simulators
 COPY reports ./reports
+COPY embedded ./embedded
+COPY commands ./commands
 # /app stays root's and read-only to the processes; the registry is the operator's file,
 # bind-mounted read-only at /app/registry; state (Faust tables, the notifier's schedule) goes
 # to STACKWATCH_DATA_DIR=/var/lib/stackwatch, a volume per service in compose (a new named

@@ -32,10 +32,10 @@ from bench.frames import flue_gas_inputs
 from bench.infra import create_topics, fresh_database, server_version
 from bench.options import BenchOptions
 from bench.results import BenchResult, figure, new_result
+from embedded import running_services
 from sinks.db import connect
 from sinks.writer import READING_COLUMNS
 from stackwatch.models import RawFrame, Verdict
-from stackwatch.services import running_services
 from stackwatch.settings import Settings
 
 FACTORS = ("a21026", "a21002", "a34013", "a19001", "a01011", "a01012", "a01013", "a01014")

@@ -26,9 +26,9 @@ from pydantic import SecretStr
 from bench.frames import PASSWORD, length_summary, logger_frames, mn_of
 from bench.options import BenchOptions
 from bench.results import BenchResult, figure, new_result
+from embedded import running_services
 from simulators.client import LoggerClient
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services import running_services
 from stackwatch.settings import GatewaySettings, Settings
 from streams.gateway import Gateway
 from streams.gateway_sink import FrameSink, KafkaFrameSink, MemoryFrameSink

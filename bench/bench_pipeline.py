@@ -62,14 +62,14 @@ from bench.pipeline_report import (
 )
 from bench.pipeline_watch import AlertWatch, CpuWatch, GroupLag, RssWatch, Scraper
 from bench.results import BenchResult, new_result
+from embedded import running_services
+from embedded.children import DEMO_ENV, Child, spawn_child, stop_child
+from embedded.ports import free_port
+from embedded.state import load_state
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services import running_services
-from stackwatch.services.ports import free_port
-from stackwatch.services.state import load_state
 from stackwatch.settings import GatewaySettings, Settings
 from streams.gateway import Gateway
 from streams.gateway_sink import KafkaFrameSink
-from streams.supervisor import DEMO_ENV, Child, spawn_child, stop_child
 
 TOPICS = ("raw", "readings", "minute", "hour", "day", "alerts", "alert_commands", "deadletter")
 WORKER_TOPICS = ("raw", "readings", "alert_commands")

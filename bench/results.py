@@ -124,7 +124,7 @@ def _dist(name: str) -> str | None:
 def _tansu() -> str | None:
     """`tansu --version` of the binary the embedded broker runs."""
     try:
-        from stackwatch.services.tansu import tansu_binary
+        from embedded.tansu import tansu_binary
 
         out = subprocess.run([str(tansu_binary()), "--version"], capture_output=True, text=True,
                              timeout=10, check=False).stdout

@@ -1,6 +1,6 @@
 """Run benchmarks, print their tables, write `bench/results/<name>.json`, update the README.
 
-Entry points: `stackwatch bench run …` (stackwatch/cli/bench.py), `python -m bench.run_all …`
+Entry points: `stackwatch bench run …` (commands/bench.py), `python -m bench.run_all …`
 and each `bench/bench_<name>.py` run directly; all end up in `run_benchmarks`. Figures are
 printed and written, never asserted (CONTRIBUTING "Tests").
 """

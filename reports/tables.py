@@ -172,7 +172,8 @@ class Report(_Line):
 
 def _basis(ref_o2: float | None) -> str:
     """A limit with a reference O2 is judged on the converted mean, else on the measured one
-    (LIMITS.md N3); stored so even for hours it could not judge (stopped, invalid)."""
+    (docs/limits.md#reference-o2-by-source); stored so even for hours it could not judge
+    (stopped, invalid)."""
     return "measured" if ref_o2 is None else "converted"
 
 

@@ -6,6 +6,6 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-if [ -f stackwatch/pglite/package-lock.json ]; then
-  (cd stackwatch/pglite && npm ci --no-audit --no-fund --loglevel=error)
+if [ -f embedded/pglite_server/package-lock.json ]; then
+  (cd embedded/pglite_server && npm ci --no-audit --no-fund --loglevel=error)
 fi

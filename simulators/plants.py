@@ -9,8 +9,9 @@ correlated as in a real flue).
 
 Baseline concentrations are *reference-O2* values where the process has a reference O2
 (HJ 212-2017 App. D eq. 28, `C_zs = C × (21 − O2_ref)/(21 − O2)`), otherwise measured values.
-They sit at or below half the ultra-low limit of LIMITS.md, and normal-operation noise is
-bounded, so in normal operation values stay below the limit; exceedances come from events.
+They sit at or below half the ultra-low limit (docs/limits.md#catalogue-rows), and
+normal-operation noise is bounded, so in normal operation values stay below the limit; exceedances
+come from events.
 
 Units follow HJ 212-2017 App. B.2: a00000 flow m³/s (as printed; `-Cou` m³), a01011 m/s,
 a01012 °C, a01013 kPa, a01014 %, a19001 %, a34013/a21026/a21002 mg/m³ (`-Cou` kg).
@@ -59,7 +60,8 @@ class ProcessProfile:
     flue_params: bool = True
     """False for an area/workshop dust monitor that reports only a34013."""
     ref_o2_unconfirmed: bool = False
-    """The reference O2 is UNCONFIRMED in LIMITS.md (kept as data, overridable per stack)."""
+    """The reference O2 is UNCONFIRMED (docs/limits.md#reference-o2-by-source; kept as data,
+    overridable per stack)."""
 
     @property
     def baselines(self) -> dict[str, float]:
@@ -81,7 +83,7 @@ def _p(sector: str, process: str, o2: float, ref: float | None, pm: float | None
     return ProcessProfile(sector, process, o2, ref, pm, so2, nox, **kw)  # type: ignore[arg-type]
 
 
-# Reference O2 per the brief and DOMAIN.md §2.1 / LIMITS.md N3; flagged where UNCONFIRMED.
+# Reference O2 per the brief and docs/limits.md#reference-o2-by-source; flagged where UNCONFIRMED.
 PROFILES: dict[tuple[str, str], ProcessProfile] = {
     (p.sector, p.process): p
     for p in (

@@ -3,7 +3,7 @@
 One place knows the quirks of the two servers stackwatch talks to:
 
 * PostgreSQL / TimescaleDB: ordinary libpq behaviour, server-side prepared statements on.
-* PGlite-TimescaleDB (WASM, served by `stackwatch/pglite/server.mjs`): ONE connection at a
+* PGlite-TimescaleDB (WASM, served by `embedded/pglite_server/server.mjs`): ONE connection at a
   time, no SSL negotiation (`sslmode=disable`), no server-side prepared statements
   (`prepare_threshold=None`), COPY FROM STDIN breaks the connection (callers use INSERT),
   background jobs never run by themselves (`CALL run_job(id)`).

@@ -1,7 +1,8 @@
 """Alert rules, the `AlertEvent` topic contract and the alert lifecycle state machine.
 
 Pure state, driven only by event time, so live traffic and replay give the same alerts, ids
-and sequence numbers. Conventions (platform practice, DOMAIN.md §0 item 10 and §3.3; the
+and sequence numbers. Conventions (platform practice, docs/alarms.md#platform-vocabulary and
+docs/alarms.md#default-thresholds; the
 thresholds are configuration, not standard):
 
 * **One alert per (stack, factor, rule).** A re-trigger updates it (count, last seen, peak)
@@ -89,7 +90,8 @@ class Rule(StrEnum):
     PERMIT_CAP = "permit_cap"
 
 
-#: Bilingual titles (中文, English) in the vocabulary of provincial platforms (DOMAIN.md §3.3).
+#: Bilingual titles (中文, English) in the vocabulary of provincial platforms
+#: (docs/alarms.md#platform-vocabulary).
 RULE_TITLES: dict[Rule, tuple[str, str]] = {
     Rule.HOUR_EXCEEDANCE: ("小时均值超标", "hourly mean exceedance"),
     Rule.HOUR_WARNING: ("小时均值预警", "hourly mean warning"),
@@ -233,7 +235,7 @@ class Condition(BaseModel):
 
 
 class AlertPolicy(BaseModel):
-    """Lifecycle configuration (documented defaults; DOMAIN.md §3.3 is a proposal)."""
+    """Lifecycle configuration (documented defaults: docs/alarms.md#default-thresholds)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -1,16 +1,19 @@
 """Compliance judgement of hourly means against stack limits, conformity rates, provisional means.
 
-Pure functions and small state, no I/O. The rules (DOMAIN.md §3.2, LIMITS.md N3/N4):
+Pure functions and small state, no I/O. The rules (docs/limits.md#ultra-low-and-legal-checks,
+docs/limits.md#reference-o2-by-source):
 
 * Limits are **hourly-average** limits. Each *valid* hourly mean — converted to the reference O2
-  where the limit row defines one, measured concentration where it does not (LIMITS.md N3) — is
+  where the limit row defines one, measured concentration where it does not (HJ 212-2017
+  App. D eq. 28; docs/limits.md#reference-o2-by-source) — is
   compared with the limit. Invalid hours (HJ 212-2017 App. D: fewer than 45 valid minutes, or
   flags F/M/D/C/T/B) are never exceedances; they are reported as data quality.
-* Two checks (LIMITS.md N4): the ultra-low (超低排放) value is a policy/performance target, the
-  enforceable standard or permit value is the legal "超标" test. Above ultra-low → ``alarm``;
-  above the standard/permit value as well → ``critical``; above the warning level (a fraction of
-  the strictest limit, default 80 %, a platform convention per DOMAIN.md §3.3 — configuration,
-  not a standard) → ``warning``.
+* Two checks (docs/limits.md#ultra-low-and-legal-checks): the ultra-low (超低排放) value is a
+  policy/performance target, the enforceable standard or permit value is the legal "超标"
+  test. Above ultra-low → ``alarm``; above the standard/permit value as well → ``critical``;
+  above the warning level (a fraction of the strictest limit, default 80 %, a platform
+  convention (docs/alarms.md#default-thresholds) — configuration, not a standard) →
+  ``warning``.
 * Ultra-low status: ≥ 95 % of valid production hours in each month within the ultra-low limit
   (环大气〔2019〕35号 steel; 2024 cement and coking opinions: "每月生产时间至少95%以上时段").
 * Comparisons use decimal semantics (``Fraction(repr(x))``) so that "80 % of 35" is exactly 28
@@ -31,10 +34,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 #: China Standard Time. Calendar months/days of the 95 % rule are the plant's local calendar.
 CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
-#: Default warning fraction of the limit (DOMAIN.md §3.3: "my proposal, not a standard").
+#: Default warning fraction of the limit: a proposal, not a standard
+#: (docs/alarms.md#default-thresholds).
 DEFAULT_WARNING_FRACTION = 0.8
 
-#: Required monthly share of compliant hours for ultra-low status (LIMITS.md N4).
+#: Required monthly share of compliant hours for ultra-low status
+#: (docs/limits.md#ultra-low-and-legal-checks).
 ULTRA_LOW_REQUIRED_RATE = 0.95
 
 #: Minimum valid minutes for a valid hourly mean (HJ 212-2017 App. D, citing HJ/T 75-2007).
@@ -63,7 +68,7 @@ _SEVERITY_RANK = {Severity.WARNING: 1, Severity.ALARM: 2, Severity.CRITICAL: 3}
 
 
 class LimitKind(StrEnum):
-    """What a limit row is (LIMITS.md N2/N4)."""
+    """What a limit row is (docs/limits.md#kinds-of-limit)."""
 
     ULTRA_LOW = "ultra_low"
     STANDARD = "standard"
@@ -82,7 +87,7 @@ class HourStatus(StrEnum):
 
 
 class Basis(StrEnum):
-    """Which mean a limit is compared with (LIMITS.md N3)."""
+    """Which mean a limit is compared with (docs/limits.md#reference-o2-by-source)."""
 
     CONVERTED = "converted"
     MEASURED = "measured"
@@ -97,8 +102,8 @@ class Limit(BaseModel):
     """One applicable limit, adapted from the limit catalogue's row.
 
     ``ref_o2`` None means the row is judged on the measured concentration (no O2 correction,
-    no dilution allowed; LIMITS.md N3). ``unconfirmed`` carries the catalogue's status so
-    reports can say the verdict rests on an unconfirmed value.
+    no dilution allowed; docs/limits.md#reference-o2-by-source). ``unconfirmed`` carries the
+    catalogue's status so reports can say the verdict rests on an unconfirmed value.
     """
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
@@ -200,7 +205,8 @@ class Level(StrEnum):
 
 
 #: (中文, English) of each level. 超标 is reserved for the enforceable standard or permit
-#: value; above an ultra-low target is 超过超低排放限值 (LIMITS.md N4); 预警 is below the limit.
+#: value; above an ultra-low target is 超过超低排放限值 (docs/limits.md#kinds-of-limit); 预警 is
+#: below the limit.
 LEVEL_TERMS: dict[Level, tuple[str, str]] = {
     Level.WITHIN: ("达标", "within the limit"),
     Level.WARNING: ("预警", "warning: near the limit"),
@@ -281,8 +287,9 @@ class PeriodVerdict(BaseModel):
 def compared_value(value: PeriodValue, limit: Limit) -> tuple[float | None, Basis, str | None]:
     """The mean to compare with ``limit``, its basis, and an error reason if it cannot be had.
 
-    A limit without a reference O2 is judged on the measured concentration (LIMITS.md N3). A
-    limit with one is judged on the mean converted to *its* reference: eq. 28 is linear in
+    A limit without a reference O2 is judged on the measured concentration
+    (docs/limits.md#reference-o2-by-source).
+    A limit with one is judged on the mean converted to *its* reference: eq. 28 is linear in
     (21 − O2_ref), so a mean at reference r1 is at r2 after × (21 − r2)/(21 − r1), minute by
     minute and so for the mean (exact decimal arithmetic).
     """
@@ -494,7 +501,10 @@ def judge_day(day: DayValue, limits: Sequence[Limit]) -> PeriodVerdict:
 
 
 class Conformity(BaseModel):
-    """Share of valid production hours within a limit over a period (LIMITS.md N4)."""
+    """Share of valid production hours within a limit over a period.
+
+    docs/limits.md#ultra-low-and-legal-checks
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -600,8 +610,9 @@ class RollingSnapshot(BaseModel):
 class RollingMean:
     """Mean of the valid minute values of the last ``window`` (default 60 min), by event time.
 
-    An early warning before the hour closes (DOMAIN.md §3.3 proposal): the window is
-    ``(newest − window, newest]`` over explicit minute timestamps, only valid minutes count, and
+    An early warning before the hour closes (a proposal: docs/alarms.md#default-thresholds):
+    the window is ``(newest − window, newest]`` over explicit minute timestamps, only valid minutes
+    count, and
     the mean may alarm only once ``min_count`` valid minutes are in it (default 45, the hourly
     validity rule of HJ 212-2017 App. D). A record of a logger with a longer MinInterval covers
     `minutes` minutes (ten for 10-minute data); the mean is the plain mean of the records, as

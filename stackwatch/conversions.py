@@ -12,7 +12,8 @@ Two error styles, chosen deliberately:
 * The oxygen corrections (eq. 26–28) never raise: they return a `Converted` result that is
   either usable or carries an `issue` and a human-readable `reason`. An O2 reading close to
   21 % is a normal *operating* state (start-up, shutdown, fan purge with air), not bad data,
-  and the pipeline must keep running and mark the value rather than explode (DOMAIN.md §2.1).
+  and the pipeline must keep running and mark the value rather than explode (HJ 212-2017
+  App. D eq. 28; docs/conversions.md#guards).
 """
 
 from __future__ import annotations
@@ -196,16 +197,18 @@ def to_reference_o2(
     """Standard dry concentration → concentration at the reference O2 (App. D eq. 28).
 
     `C_zs = C × (21 − O2ref)/(21 − O2)` with O2 on a dry basis. When the source has no
-    reference O2 (`None`: it is judged on measured concentration, e.g. cement mills, LIMITS.md
-    N3) the value must NOT be converted: the result is refused with `NO_REFERENCE_O2` and the
-    caller uses the measured value itself. Measured O2 ≥ `max_o2_percent` (a project choice,
+    reference O2 (`None`: it is judged on measured concentration, e.g. cement mills,
+    docs/limits.md#reference-o2-by-source) the value must NOT be converted: the result is
+    refused with `NO_REFERENCE_O2` and the caller uses the measured value itself. Measured O2 ≥
+    `max_o2_percent` (a project choice,
     see `DEFAULT_MAX_O2_PERCENT`) yields `O2_NEAR_AIR` instead of a huge number.
     """
     if o2_reference_percent is None:
         return Converted.refused(
             ConversionIssue.NO_REFERENCE_O2,
             "no reference O2 defined for this source: it is judged on the measured "
-            "concentration, which must not be O2-corrected (HJ 212-2017 App. D.2; LIMITS.md N3)",
+            "concentration, which must not be O2-corrected (HJ 212-2017 App. D.2; "
+            "docs/limits.md#reference-o2-by-source)",
         )
     if (
         isinstance(o2_reference_percent, bool)
@@ -248,7 +251,7 @@ def to_reference_excess_air(
         return Converted.refused(
             ConversionIssue.NO_REFERENCE_O2,
             "no reference excess-air coefficient defined for this source: the measured "
-            "concentration must not be converted (LIMITS.md N3)",
+            "concentration must not be converted (docs/limits.md#reference-o2-by-source)",
         )
     if (
         isinstance(alpha_reference, bool)
@@ -324,7 +327,8 @@ def daily_emission_kg(hourly_kg: Iterable[float]) -> float:
 
     The standard prints `G_d = Σ G_h × 10⁻⁶`, which is dimensionally inconsistent with eq. 33
     already yielding kg (× 10⁻³ would give t/d). UNCONFIRMED until HJ 75-2017 is checked
-    (DOMAIN.md §2.1, §5), so this returns plain kg/d and `kg_to_tonnes` is explicit.
+    (HJ 212-2017 App. D eq. 34; docs/conversions.md#emission-rate), so this returns plain kg/d
+    and `kg_to_tonnes` is explicit.
     """
     return math.fsum(_finite("hourly emission", g) for g in hourly_kg)
 

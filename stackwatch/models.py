@@ -27,7 +27,7 @@ class Verdict(StrEnum):
 class RawFrame(BaseModel):
     """One HJ 212 frame exactly as received, with the gateway's verdict.
 
-    This is the immutable raw layer (DOMAIN.md §4.3 item 1): every frame, accepted or not,
+    This is the immutable raw layer (docs/hj212.md#raw-layer): every frame, accepted or not,
     is kept verbatim with its receive time and peer, keyed by MN on the raw topic.
     """
 

@@ -1,8 +1,8 @@
 """Data-quality detectors: pure state machines over explicit timestamps.
 
-The alarm vocabulary of provincial platforms (DOMAIN.md §0 item 10, §3.3): 数采仪离线 (logger
-offline), 恒值 (flat-line), 零值 (zero), 负值 (negative), 超量程 (over range), plus clock skew and
-the cross-checks of the logger's own hour/Zs values against the pipeline's. Thresholds are
+The alarm vocabulary of provincial platforms (docs/alarms.md#platform-vocabulary): 数采仪离线
+(logger offline), 恒值 (flat-line), 零值 (zero), 负值 (negative), 超量程 (over range), plus clock
+skew and the cross-checks of the logger's own hour/Zs values against the pipeline's. Thresholds are
 platform conventions, not standard, so every one is configuration (:class:`QualityConfig`)
 with the documented default. Each detector emits a :class:`~stackwatch.alerts.Condition` only
 when its state changes; the :class:`~stackwatch.alerts.AlertBook` turns them into alerts.
@@ -40,7 +40,8 @@ __all__ = [
     "zs_mismatch",
 ]
 
-#: HJ 212-2017 flue-gas concentration codes (App. B.2; DOMAIN.md §1.10). Flow, temperature,
+#: HJ 212-2017 flue-gas concentration codes (App. B.2; docs/hj212.md#factor-codes). Flow,
+#: temperature,
 #: pressure, humidity and O2 are not concentrations: negative pressure is normal, for example.
 DEFAULT_CONCENTRATION_FACTORS: frozenset[str] = frozenset(
     {
@@ -65,7 +66,10 @@ DEFAULT_CONCENTRATION_FACTORS: frozenset[str] = frozenset(
 
 
 class QualityConfig(BaseModel):
-    """Detector thresholds. Defaults are the DOMAIN.md §3.3 proposal, not a standard."""
+    """Detector thresholds. Defaults are a proposal, not a standard.
+
+    docs/alarms.md#default-thresholds
+    """
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
@@ -77,7 +81,8 @@ class QualityConfig(BaseModel):
     offline_missed_intervals: int = Field(
         default=2,
         ge=1,
-        description="Offline after this many intervals without a frame (DOMAIN.md §3.3: 2×).",
+        description="Offline after this many intervals without a frame "
+        "(2×; docs/alarms.md#default-thresholds).",
     )
     minute_interval: timedelta = Field(
         default=timedelta(minutes=1), gt=timedelta(0), description="Minute-data interval."

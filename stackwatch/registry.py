@@ -55,6 +55,7 @@ from pydantic import (
 from stackwatch.hj212.encryption import parse_key
 from stackwatch.intervals import MIN_INTERVALS, IntervalLabel, PressureUnit
 from stackwatch.registry_hash import (
+    DEFAULT_N,
     LEGACY_SHA256_MESSAGE,
     PasswordVerifier,
     hash_password,
@@ -410,8 +411,12 @@ class StackRegistry(BaseModel):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         return cls.model_validate(data)
 
-    def dump(self, path: Path) -> None:
-        """Write the registry as YAML (clear passwords are written as scrypt hashes)."""
+    def dump(self, path: Path, *, scrypt_n: int = DEFAULT_N) -> None:
+        """Write the registry as YAML (clear passwords are written as scrypt hashes).
+
+        `scrypt_n` is the hashes' cost; lower it only where the passwords are not secret
+        anyway (`CAPTURE_SCRYPT_N`, a registry inferred from a capture that holds them).
+        """
         rows = []
         for stack in self.stacks:
             row = stack.model_dump(
@@ -425,6 +430,8 @@ class StackRegistry(BaseModel):
                     for k in stack.sm4_keys
                 ]
             if stack.password is not None:
-                row["password_hash"] = hash_password(stack.password.get_secret_value())
+                row["password_hash"] = hash_password(
+                    stack.password.get_secret_value(), n=scrypt_n
+                )
             rows.append(row)
         path.write_text(yaml.safe_dump({"stacks": rows}, allow_unicode=True, sort_keys=False))

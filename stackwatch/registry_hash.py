@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 DEFAULT_N = 2**14
+CAPTURE_SCRYPT_N = 2**10
+"""Cost of the hashes in a registry inferred from a capture (`stackwatch replay
+--write-registry`): the capture holds every password in clear, so a slow hash protects nothing
+there, while checking 284 loggers' first frames at 2**14 (37 ms each) stalls a replay at full
+speed for seconds and bunches each logger's frames into one late burst."""
 """CPU/memory cost (16 MiB with r=8): Percival's interactive-login setting."""
 DEFAULT_R = 8
 DEFAULT_P = 1

@@ -8,7 +8,8 @@
   serves months and quarters; a report also needs days.
 * **Limit tally**: the stored hourly verdicts of one limit counted like the view
   ``conformity_monthly``: judged = compliant (达标) + warning (预警) + exceedance hours;
-  invalid, stopped and unjudged hours are not judged. The 95 % test is exact (LIMITS.md N4).
+  invalid, stopped and unjudged hours are not judged. The 95 % test is exact
+  (docs/limits.md#ultra-low-and-legal-checks).
 """
 
 from __future__ import annotations

@@ -104,6 +104,12 @@ class GatewayGuardSettings(BaseModel):
         default=3, ge=1,
         description="Wrong passwords per MN (and per source IP) before back-off starts.",
     )
+    hash_threads: int = Field(
+        default=2, ge=1,
+        description="Passwords checked at once (scrypt, about 37 ms each on one core, the GIL "
+        "released). A logger's first frame after a gateway (re)start waits for its check: "
+        "with 5,000 loggers reconnecting, 2 threads take about 95 s, 1 about 190 s.",
+    )
     backoff_base_s: float = Field(
         default=2.0, ge=0,
         description="Back-off after the free attempts, doubled by each further wrong password; "

@@ -3,8 +3,9 @@
 Per connection the byte stream is framed (`stackwatch.hj212.Framer`, tolerant of sticky and
 split packets), each frame is judged — framing, CRC (HJ 212-2017 App. A), length (§6.3.1),
 then MN + PW against the stack registry — and produced to the raw topic as a `RawFrame`
-(accepted or not: the immutable raw layer, DOMAIN.md §4.3 item 1). Rejected frames also go to
-the dead-letter topic. A 9014 data answer echoing the QN (App. C, §1.12 in DOMAIN.md) is sent
+(accepted or not: the immutable raw layer, docs/hj212.md#raw-layer). Rejected frames also go
+to the dead-letter topic. A 9014 data answer echoing the QN (HJ 212-2017 App. C;
+docs/hj212.md#answers-and-requests) is sent
 only when the frame asks for it (Flag.A = 1), only for accepted frames (never for a CRC
 failure), and only after the broker acknowledged the produce, so nothing answered is lost.
 
@@ -641,9 +642,10 @@ class _Connection:
             and stack.peer_allowed(self.host)
             and stack.password_needs_hashing(pw, gw.verifier)
         ):
-            # One scrypt at a time per gateway, in a worker thread (scrypt releases the GIL):
-            # hashing never takes more than one core from the loggers being answered, and
-            # guesses queued behind it meet any back-off or ban that started meanwhile.
+            # `hash_threads` scrypts at a time, in worker threads (scrypt releases the GIL):
+            # after a restart every logger's first frame waits for one, so they run in
+            # parallel, but bounded; guesses queued behind them meet any back-off or ban that
+            # started meanwhile.
             async with gw.hashing:
                 reason, scope = gw.guard.refusal(self.host, mn, trusted)
                 if not reason:
@@ -856,7 +858,7 @@ class Gateway:
         self.monotonic = monotonic
         self.guard = GatewayGuard(settings.guard, monotonic)
         self.verifier = verifier if verifier is not None else PasswordVerifier()
-        self.hashing = asyncio.Semaphore(1)
+        self.hashing = asyncio.Semaphore(settings.guard.hash_threads)
         self._refusal_log = LogThrottle(settings.guard.log_interval_s)
         self.max_inflight_per_connection = settings.max_inflight_per_connection
         self.max_inflight_total = settings.max_inflight_total

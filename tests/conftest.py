@@ -21,7 +21,7 @@ from types import FrameType
 import psycopg
 import pytest
 
-from stackwatch.services import Endpoints, start_services, stop_services
+from embedded import Endpoints, start_services, stop_services
 from tests.durable_broker import S3Server
 
 

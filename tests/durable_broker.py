@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 
-from stackwatch.services.ports import stable_port
-from stackwatch.services.process import terminate
-from stackwatch.services.tansu import start_tansu
+from embedded.ports import stable_port
+from embedded.process import terminate
+from embedded.tansu import start_tansu
 
 
 class S3Server:

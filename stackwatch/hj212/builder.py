@@ -227,8 +227,9 @@ def build_data_ack(request: DecodedFrame, *, now: datetime | None = None) -> str
     """9014 data answer (HJ 212-2017 §6.6, App. C part 2) when the upload asked for one.
 
     Only for frames whose length and CRC are right and whose Flag.A = 1 (never ack a frame
-    that failed its CRC, DOMAIN.md §1.18); the answer echoes the request's QN. A request
-    without QN (2005 dialect) gets a QN made from ``now`` so the logger still sees an answer.
+    that failed its CRC, HJ 212-2017 App. C; docs/hj212.md#answers-and-requests); the answer
+    echoes the request's QN. A request without QN (2005 dialect) gets a QN made from ``now`` so the
+    logger still sees an answer.
     """
     if not (request.ack_requested and request.crc_ok and request.length_ok):
         return None

@@ -1,9 +1,9 @@
 """Factor codes, the HJ/T 212-2005 → HJ 212-2017 map, and CP key vocabulary.
 
 Source: HJ 212-2017 Appendix B.2 (flue-gas factors, taken from HJ 524-2009) with the
-HJ/T 212-2005 codes printed beside them (DOMAIN.md §1.10). Only codes whose 2005 equivalent is
-printed there are mapped; everything else (water ``w…``/2005 ``B01``/``011``/``060``, vendor
-codes) passes through unchanged, so no mapping is guessed.
+HJ/T 212-2005 codes printed beside them (docs/hj212.md#factor-codes). Only codes whose 2005
+equivalent is printed there are mapped; everything else (water ``w…``/2005 ``B01``/``011``/``060``,
+vendor codes) passes through unchanged, so no mapping is guessed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Cut HJ 212 frames out of a TCP byte stream (HJ 212-2017 §6.3.1, Table 2).
 
 A frame is ``##`` + 4-digit length + data segment + 4 hex CRC + CRLF. Real links are dirty
-(DOMAIN.md §0.9, §1.18): several frames per read, frames split across reads, frames back to
+(docs/hj212.md#real-traffic): several frames per read, frames split across reads, frames back to
 back without CRLF (粘包), garbage between frames, wrong length fields. The framer therefore:
 
 * reads exactly ``length`` + 4 bytes after the header and accepts the frame as soon as the CRC
@@ -14,7 +14,7 @@ back without CRLF (粘包), garbage between frames, wrong length fields. The fra
 * otherwise cuts the record at the next CRLF or ``##``+4 digits (resync) and says why it was
   rejected (length mismatch, bad CRC, bad length field, ...);
 * accepts a length field that counts characters instead of UTF-8 bytes (§6.3: Chinese text is
-  UTF-8; platforms differ, DOMAIN.md §1.1 UNCONFIRMED), flagged on the result;
+  UTF-8; platforms differ, UNCONFIRMED: docs/hj212.md#framing), flagged on the result;
 * keeps at most ``max_buffer`` bytes, so garbage can never grow memory without limit.
 """
 

@@ -206,7 +206,7 @@ def _check_flag(out: dict[str, Any], errors: list[str]) -> None:
     pnum: int | None = out["pnum"]
     pno: int | None = out["pno"]
     if flag is None:
-        out["version"] = "2005"  # DOMAIN.md §1.4: no Flag ⇒ HJ/T 212-2005
+        out["version"] = "2005"  # HJ 212-2017 Table 3; docs/hj212.md#flag: no Flag ⇒ 2005
         split = False
     else:
         version = _VERSIONS.get(flag >> 2)

@@ -1,8 +1,8 @@
 """The limit catalogue: which emission limits apply to a monitored point on a given day.
 
-Data lives in `catalogue.yaml` (LIMITS.md rows with programs, validity dates and evidence
-status); `load_catalogue()` validates it into frozen `LimitRule`s and `LimitCatalogue`
-answers "what applies here, today" for the evaluators and the CLI.
+Data lives in `catalogue.yaml` (source rows, docs/limits.md#catalogue-rows, with programs,
+validity dates and evidence status); `load_catalogue()` validates it into frozen `LimitRule`s and
+`LimitCatalogue` answers "what applies here, today" for the evaluators and the CLI.
 """
 
 from stackwatch.limits.catalogue import (

@@ -1,8 +1,10 @@
 """Loading and querying the limit catalogue (pure: no I/O beyond reading the data file).
 
-Limits change with the date (LIMITS.md N1: Henan's 2019 cement NOx 100 vs the national 2024
-NOx 50), with the jurisdiction (N6: Luoyang's coke-oven NOx 100 vs the national 150) and with
-the kind of check (N4: ultra-low conformity target vs enforceable standard), so every query
+Limits change with the date (docs/limits.md#henan-cement-by-date: Henan's 2019 cement NOx 100
+vs the national 2024 NOx 50), with the jurisdiction (docs/limits.md#coking-programs: Luoyang's
+coke-oven NOx 100 vs the national 150) and with the kind of check
+(docs/limits.md#ultra-low-and-legal-checks: ultra-low conformity target vs enforceable
+standard), so every query
 takes a day and an optional jurisdiction, and returns rules, not bare numbers.
 """
 
@@ -30,7 +32,7 @@ from stackwatch.limits.models import (
 )
 from stackwatch.registry import SECTOR_PROCESSES, StackInfo
 
-#: The catalogue shipped with stackwatch (LIMITS.md rows + seed plans).
+#: The catalogue shipped with stackwatch (rows and sources: docs/limits.md#catalogue-rows).
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
 
 #: Program tag given to a permit limit created from per-stack configuration.
@@ -109,7 +111,10 @@ def _format_validation(error: ValidationError) -> str:
 
 
 def _resolve_o2(rules: Iterable[LimitRule]) -> tuple[float | None, O2Basis]:
-    """The single O2 basis of a set of rules, or ReferenceO2ConflictError (LIMITS.md N3)."""
+    """The single O2 basis of a set of rules, or ReferenceO2ConflictError.
+
+    docs/limits.md#reference-o2-by-source
+    """
     rules = list(rules)
     refs = sorted({r.ref_o2 for r in rules if r.ref_o2 is not None})
     measured = [r for r in rules if r.o2_basis is O2Basis.MEASURED]
@@ -154,8 +159,9 @@ def inherit_o2_basis(rules: Sequence[LimitRule], donors: Sequence[LimitRule]) ->
     """Give each rule whose source states no O2 basis the basis of the row it refines.
 
     A city or provincial text often repeats the national values without the reference O2
-    (LIMITS.md S8: Luoyang's sinter row vs the national 16 %). Precedence is per field: the
-    most specific row gives the limit, but a row that is silent on the basis never erases a
+    (row S8, docs/limits.md#catalogue-rows: Luoyang's sinter row vs the national 16 %).
+    Precedence is per field: the most specific row gives the limit, but a row that is silent on the
+    basis never erases a
     general row's basis. The donor is a rule in force at the same point, of a wider
     jurisdiction that covers the silent row's (a national row for a city's), preferring the
     same kind, then the same factor, then the most specific and most recent. Without a donor
@@ -249,7 +255,7 @@ class LimitCatalogue(BaseModel):
             if LimitKind.FUGITIVE in point_kinds and len(point_kinds) > 1:
                 raise ValueError(
                     f"{sector}/{process} mixes fugitive (area) and stack limits; a workshop dust "
-                    "monitor must never be compared with stack PM (LIMITS.md N2)"
+                    "monitor must never be compared with stack PM (docs/limits.md#workshop-dust)"
                 )
         return self
 
@@ -268,7 +274,10 @@ class LimitCatalogue(BaseModel):
         return self._programs
 
     def point_type(self, sector: str, process: str) -> PointType:
-        """`area` for a workshop/fugitive dust monitor, otherwise `stack` (LIMITS.md N2)."""
+        """`area` for a workshop/fugitive dust monitor, otherwise `stack`.
+
+        docs/limits.md#workshop-dust
+        """
         self._check_point(sector, process)
         rules = self._by_point.get((sector, process), [])
         if any(r.kind is LimitKind.FUGITIVE for r in rules):
@@ -288,8 +297,9 @@ class LimitCatalogue(BaseModel):
         """The rules in force on day `at` at one monitored point.
 
         Every program in force is returned: the enforceable standard, each ultra-low target,
-        the fugitive value (LIMITS.md N4). `program` pins the ultra-low program the stack is
-        assessed under (the stack's own retrofit schedule): its rows apply from their
+        the fugitive value (docs/limits.md#ultra-low-and-legal-checks). `program` pins the
+        ultra-low program the stack is assessed under (the stack's own retrofit schedule): its rows
+        apply from their
         `valid_from`, also after the catalogue's `valid_to` (the stack keeps the program until
         its registry moves it on); other ultra-low programs are left out, standard and fugitive
         rules are kept. `jurisdiction` ('Henan/Sanmenxia') keeps the national rules plus those
@@ -358,7 +368,8 @@ class LimitCatalogue(BaseModel):
         """The one rule of `kind` for `factor` that governs the point on `at`, or None.
 
         When several apply, the most local jurisdiction wins (a city's stricter text over the
-        national one, LIMITS.md N6), then the most recent, then the stricter value.
+        national one, docs/limits.md#coking-programs), then the most recent, then the stricter
+        value.
         """
         candidates = [
             r
@@ -460,7 +471,7 @@ class LimitCatalogue(BaseModel):
             if kind is not LimitKind.FUGITIVE and enforceable is LimitKind.FUGITIVE:
                 raise OverrideError(
                     f"override {key!r}: {sector}/{process} is an area dust monitor; only its "
-                    "fugitive value can be overridden (LIMITS.md N2)"
+                    "fugitive value can be overridden (docs/limits.md#workshop-dust)"
                 )
             hits = [
                 i

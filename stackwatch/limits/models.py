@@ -1,11 +1,12 @@
 """pydantic v2 models of the limit catalogue: the data file schema and the rules it expands to.
 
-A data file lists *rule groups* (one document row of LIMITS.md applied to one or more
-processes, with one limit per HJ 212 factor code); the loader expands every group into one
+A data file lists *rule groups* (one source row, docs/limits.md#catalogue-rows, applied to one
+or more processes, with one limit per HJ 212 factor code); the loader expands every group into one
 frozen `LimitRule` per (process, factor). Everything a checker needs to judge an hourly mean
 travels on the rule: the limit, the reference O2 (or the explicit statement that the measured
 value is judged as is), the averaging period, whether it is an ultra-low target or an
-enforceable standard (LIMITS.md N4), its validity dates and the evidence status of the value.
+enforceable standard (docs/limits.md#ultra-low-and-legal-checks), its validity dates and the
+evidence status of the value.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from stackwatch.registry import SECTOR_PROCESSES
 
-#: HJ 212-2017 Appendix B.2 flue-gas factor codes a limit may be set on (DOMAIN.md §1.10).
+#: HJ 212-2017 Appendix B.2 flue-gas factor codes a limit may be set on
+#: (docs/hj212.md#factor-codes).
 #: O2 (a19001) is deliberately absent: it is the reference quantity, never a limited pollutant.
 FACTORS: dict[str, str] = {
     "a34013": "particulate (烟尘)",
@@ -35,23 +37,24 @@ FACTORS: dict[str, str] = {
 #: HJ 212-2017 code of the O2 channel used for the reference-O2 conversion (App. D eq. 28).
 O2_FACTOR = "a19001"
 
-#: DOMAIN.md §3.3: "warn at 80 % of the limit" is a platform convention proposed for this
-#: project, not a clause of any standard; it is therefore a default in the data file.
+#: docs/alarms.md#default-thresholds: "warn at 80 % of the limit" is a platform convention
+#: proposed for this project, not a clause of any standard; it is therefore a default in the data
+#: file.
 DEFAULT_WARNING_FRACTION = 0.8
 
 
 class Status(StrEnum):
-    """Evidence status of a value, as defined in the LIMITS.md status key."""
+    """Evidence status of a value (docs/limits.md#status-of-a-value)."""
 
     CONFIRMED = "confirmed"
     SECONDARY = "secondary"
     UNCONFIRMED = "unconfirmed"
-    #: Not from LIMITS.md: a site value (e.g. a permit limit) given as per-stack configuration.
+    #: Not a catalogue row: a site value (e.g. a permit limit) given as per-stack configuration.
     CONFIGURED = "configured"
 
 
 class LimitKind(StrEnum):
-    """What a breach of the rule means (LIMITS.md N4, N2).
+    """What a breach of the rule means (docs/limits.md#kinds-of-limit).
 
     `ultra_low` is a policy/performance target judged as a monthly conformity rate;
     `standard` is an enforceable emission standard or permit value (legal 超标 test);
@@ -64,7 +67,9 @@ class LimitKind(StrEnum):
 
 
 class O2Basis(StrEnum):
-    """How the measured concentration is put on the rule's basis (LIMITS.md N3).
+    """How the measured concentration is put on the rule's basis.
+
+    docs/limits.md#reference-o2-by-source
 
     `reference`: convert with C_ref = C_meas × (21 − O2_ref)/(21 − O2_meas) (HJ 212-2017 App. D
     eq. 28). `measured`: the source says the measured value is judged as is; never convert.
@@ -84,7 +89,10 @@ class Averaging(StrEnum):
 
 
 class PointType(StrEnum):
-    """A monitored point is an exhaust stack or a workshop/area dust monitor (LIMITS.md N2)."""
+    """A monitored point is an exhaust stack or a workshop/area dust monitor.
+
+    docs/limits.md#workshop-dust
+    """
 
     STACK = "stack"
     AREA = "area"
@@ -111,7 +119,10 @@ class _RuleCommon(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    row_id: str = Field(min_length=1, description="LIMITS.md row id (C1, K1, S1, …) or note ref.")
+    row_id: str = Field(
+        min_length=1,
+        description="Catalogue row id (C1, K1, S1, …; docs/limits.md#catalogue-rows) or note ref.",
+    )
     program: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     kind: LimitKind
     sector: str
@@ -123,7 +134,8 @@ class _RuleCommon(BaseModel):
         gt=0,
         le=1,
         description="ULE status needs this share of valid production hours per month within the "
-        "limit (0.95 in the steel 2019, cement and coking 2024 opinions; LIMITS.md N4).",
+        "limit (0.95 in the steel 2019, cement and coking 2024 opinions; "
+        "docs/limits.md#ultra-low-and-legal-checks).",
     )
     warning_fraction: float | None = Field(
         default=None, gt=0, le=1, description="Warning level as a share of the limit."
@@ -234,7 +246,7 @@ class LimitRule(_RuleCommon):
 
     @property
     def warning_mg_m3(self) -> float:
-        """Warning level (预警值) = limit × warning fraction (DOMAIN.md §3.3 proposal)."""
+        """Warning level (预警值) = limit × warning fraction (docs/alarms.md#default-thresholds)."""
         return self.limit_mg_m3 * self.warning_fraction
 
     @property

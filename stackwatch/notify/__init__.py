@@ -1,6 +1,6 @@
 """Alert notification core (pure): routing, grouping, repeat/escalation timing, rendering.
 
-I/O lives in ``sinks/notifiers.py`` (delivery) and ``sinks/alert_dispatcher.py`` (consumer).
+I/O lives in ``sinks/notifiers.py`` (delivery) and ``streams/alert_dispatcher.py`` (consumer).
 """
 
 from stackwatch.notify.config import NotifyConfig, NotifyConfigError

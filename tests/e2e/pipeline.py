@@ -24,11 +24,11 @@ from typing import Any
 
 import psycopg
 
+from embedded.children import Child, spawn_child, stop_child
+from embedded.ports import free_port
 from simulators.client import LoggerClient
 from stackwatch.hj212 import CST, build_frames, decode_frame
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services.ports import free_port
-from streams.supervisor import Child, spawn_child, stop_child
 from tests.kafka_topics import create_topics
 
 REPO = Path(__file__).resolve().parents[2]

@@ -56,9 +56,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
+from embedded.ports import free_port
+from embedded.process import terminate
 from sinks.ack_api import KafkaAckPublisher, PgAlertRepository
 from sinks.ack_page import PgAckPageStore, create_ack_page_app
-from sinks.alert_dispatcher import AlertDispatcher, run_dispatcher
 from sinks.notifiers import EmailSender, Notifier, PgDeliveryLog, RetryPolicy, WebhookSender
 from stackwatch.alerts import AlertEvent, EventKind
 from stackwatch.hj212 import CST, build_frames
@@ -66,9 +67,8 @@ from stackwatch.models import RawFrame, Verdict
 from stackwatch.notify import NotifyConfig, NotifyScheduler
 from stackwatch.notify.ack_link import AckLinks, AckLinkSigner
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services.ports import free_port
-from stackwatch.services.process import terminate
 from stackwatch.settings import SmtpSettings
+from streams.alert_dispatcher import AlertDispatcher, run_dispatcher
 from tests.e2e.pipeline import migrate
 from tests.kafka_topics import create_topics
 
@@ -153,7 +153,7 @@ class Processes:
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = (self.tmp / f"{name}.log").open("ab")
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-c", "from stackwatch.cli import main; main()", *args],
+            [sys.executable, "-c", "from commands import main; main()", *args],
             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         ))
 

@@ -57,9 +57,9 @@ import yaml
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from embedded.ports import free_port
 from simulators.scenario import load_scenario
 from stackwatch.hj212 import build_frames
-from stackwatch.services.ports import free_port
 from stackwatch.settings import Settings, TopicSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -472,6 +472,10 @@ def boot(compose_text: str, env_example: str, kafka: str, pg_dsn: str) -> Iterat
                     svc.process.wait(timeout=10)
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            # The logins `migrate` created are cluster-wide: leave the cluster as found.
+            for login in {env.get("DB_WRITER_USER"), env.get("DB_READER_USER")} - {None, ""}:
+                with contextlib.suppress(errors.DependentObjectsStillExist):
+                    conn.execute(f'DROP ROLE IF EXISTS "{login}"')
         for path in [base, *base.rglob("*")]:
             with contextlib.suppress(OSError):
                 path.chmod(path.stat().st_mode | stat.S_IWUSR)

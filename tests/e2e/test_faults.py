@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from stackwatch.services import start_postgres, stop_postgres
-from stackwatch.services.ports import stable_port
+from embedded import start_postgres, stop_postgres
+from embedded.ports import stable_port
 from tests.durable_broker import DurableBroker, S3Server
 from tests.e2e.pipeline import (
     CALIB,

@@ -146,7 +146,7 @@ async def run(kafka_bootstrap: str, pg_dsn: str,
         # An operator asks for the logger's hours of 09:00–10:00 with the CLI.
         cli = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-c", "from stackwatch.cli import main; main()", "history",
+            [sys.executable, "-c", "from commands import main; main()", "history",
              "request", A.mn, "--cn", "2061", "--begin", "2026-03-02T09:00",
              "--end", "2026-03-02T10:00", "--by", "tester"],
             cwd=REPO, env=pipe.env(), capture_output=True, text=True, timeout=120,

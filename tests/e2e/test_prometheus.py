@@ -26,18 +26,18 @@ import yaml
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from simulators.client import LoggerClient
-from stackwatch.hj212 import CST, build_frames, decode_frame
-from stackwatch.models import AckCommand
-from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services.ports import free_port
-from stackwatch.services.prometheus import (
+from embedded.children import Child, spawn_child, stop_child
+from embedded.ports import free_port
+from embedded.prometheus import (
     RULES_FILE,
     RunningPrometheus,
     prometheus_binary,
     start_prometheus,
 )
-from streams.supervisor import Child, spawn_child, stop_child
+from simulators.client import LoggerClient
+from stackwatch.hj212 import CST, build_frames, decode_frame
+from stackwatch.models import AckCommand
+from stackwatch.registry import StackInfo, StackRegistry
 from tests.e2e.pipeline import Pipeline, fresh_database, migrate, wait_port
 
 pytestmark = pytest.mark.e2e
@@ -229,5 +229,7 @@ def test_the_notifier_retried_and_delivered(run: dict[str, Any]) -> None:
 def test_prometheus_loaded_the_pipeline_alert_rules(run: dict[str, Any]) -> None:
     groups = run["rules"]["data"]["groups"]
     names = {r["name"] for g in groups for r in g["rules"]}
-    assert len(names) == 10 and "StackwatchProcessDown" in names
+    in_file = {r["alert"] for g in yaml.safe_load(RULES_FILE.read_text())["groups"]
+               for r in g["rules"]}
+    assert names == in_file and len(names) == 11  # every rule of the file, as written
     assert all(r["health"] == "ok" for g in groups for r in g["rules"])

@@ -68,7 +68,7 @@ async def result(
     # The operator's command: infer the registry from the capture (a dry run sends nothing).
     await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-c", "from stackwatch.cli import main; main()", "replay",
+        [sys.executable, "-c", "from commands import main; main()", "replay",
          *map(str, oracle.HOURS), "--dry-run", "--write-registry", str(registry_file)],
         cwd=REPO, check=True, capture_output=True, timeout=300,
     )

@@ -22,12 +22,12 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from embedded.ports import free_port
 from sinks.ack_api import ActiveAlert, PgAlertRepository, create_app, hash_token
 from sinks.db import connect
 from sinks.rate_limit import RateLimiter
 from sinks.schema import migrate
 from stackwatch.notify.ack import AckCommand
-from stackwatch.services.ports import free_port
 
 pytestmark = pytest.mark.integration
 

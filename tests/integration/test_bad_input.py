@@ -31,11 +31,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from embedded.ports import free_port
+from embedded.process import terminate
 from stackwatch.hj212 import CST, build_frames
 from stackwatch.models import DeadLetter, RawFrame, Reading, Verdict
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services.ports import free_port
-from stackwatch.services.process import terminate
 from stackwatch.settings import GatewaySettings, Settings, TopicSettings
 from streams.gateway import MAX_RECORD_BYTES, Gateway
 from tests.kafka_topics import create_topics
@@ -300,7 +300,7 @@ class WorkerRun:
                     str(self.tmp / "data"), "PYTHONPATH": str(REPO)})
         with (self.tmp / "worker.log").open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from stackwatch.cli import main; main()", "worker",
+                [sys.executable, "-c", "from commands import main; main()", "worker",
                  "run", "--bootstrap", self.bootstrap, "--web-port", str(free_port()),
                  "--metrics-port", str(self.metrics_port), "--app-id", self.app_id,
                  "--registry", str(reg), "--data-dir", str(self.tmp / "faust"),

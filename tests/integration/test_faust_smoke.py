@@ -27,8 +27,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stackwatch.services.ports import free_port
-from stackwatch.services.process import terminate
+from embedded.ports import free_port
+from embedded.process import terminate
 
 pytestmark = pytest.mark.integration
 

@@ -170,7 +170,8 @@ async def test_two_loggers_acks_raw_and_deadletter(kafka_bootstrap: str, unique_
         acks_a = [await read_ack(ra) for _ in range(4)]
         acks_b = [await read_ack(rb) for _ in range(2)]
         # 9014 echoes each accepted frame's QN, in order; none for the CRC failure, the garbage,
-        # the unknown MN or the wrong password (HJ 212-2017 App. C; DOMAIN.md §1.12, §1.18).
+        # the unknown MN or the wrong password (HJ 212-2017 App. C;
+        # docs/hj212.md#answers-and-requests).
         assert [qn_of(x) for x in acks_a] == [f"2026010508000000{i}" for i in range(1, 5)]
         assert [qn_of(x) for x in acks_b] == ["20260105080000101", "20260105080000102"]
         assert all(";CN=9014;" in x for x in acks_a + acks_b)

@@ -15,13 +15,13 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
+from embedded.ports import free_port
 from sinks.db import connect
 from sinks.metrics import SinkMetrics
 from sinks.metrics_http import MetricsServer
 from sinks.schema import migrate
 from sinks.writer import BackoffPolicy, ResilientWriter, SinkKind, SourceRecord
 from stackwatch.models import AggregateRecord
-from stackwatch.services.ports import free_port
 
 pytestmark = pytest.mark.integration
 

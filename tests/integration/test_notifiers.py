@@ -33,6 +33,7 @@ from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from embedded.ports import free_port
 from sinks.ack_api import (
     ActiveAlert,
     InsecureConfigError,
@@ -41,7 +42,6 @@ from sinks.ack_api import (
     create_app,
     hash_token,
 )
-from sinks.alert_dispatcher import AlertDispatcher, run_dispatcher
 from sinks.db import connect
 from sinks.notifiers import (
     EmailSender,
@@ -64,8 +64,8 @@ from stackwatch.notify import (
 )
 from stackwatch.notify.ack import AckCommand
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services.ports import free_port
 from stackwatch.settings import SmtpSettings
+from streams.alert_dispatcher import AlertDispatcher, run_dispatcher
 
 pytestmark = pytest.mark.integration
 
@@ -650,7 +650,7 @@ def test_cli_list_shows_open_alerts(
 ) -> None:
     from typer.testing import CliRunner
 
-    from stackwatch.cli import app
+    from commands import app
 
     _seed_alert(pg_database)
     result = CliRunner().invoke(app, ["alerts", "list", "--dsn", pg_database, "--json"])
@@ -658,7 +658,7 @@ def test_cli_list_shows_open_alerts(
     [line] = result.output.strip().splitlines()
     row = json.loads(line)
     assert (row["alert_id"], row["state"], row["peak_value"]) == (ALERT_ID, "active", 62.3)
-    from stackwatch.cli import alerts as alerts_cli
+    from commands import alerts as alerts_cli
 
     monkeypatch.setattr(alerts_cli.console, "width", 250)  # a wide terminal: no wrapping
     table = CliRunner().invoke(app, ["alerts", "list", "--dsn", pg_database])
@@ -671,7 +671,7 @@ async def test_cli_ack_publishes_to_kafka(
 ) -> None:
     from typer.testing import CliRunner
 
-    from stackwatch.cli import app
+    from commands import app
 
     _seed_alert(pg_database)
     args = ["alerts", "ack", ALERT_ID, "--by", "王工", "--reason", "SO2 analyser recalibrated",

@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
-from sinks.alert_dispatcher import AlertDispatcher, load_scheduler_from_outbox, run_dispatcher
+from embedded.ports import free_port
 from sinks.db import connect
 from sinks.notifiers import (
     EmailSender,
@@ -49,8 +49,8 @@ from sinks.outbox import Backoff, HeartbeatPlan, OutboxWorker, PgOutbox
 from sinks.schema import migrate
 from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
 from stackwatch.notify import NotifyConfig, NotifyScheduler
-from stackwatch.services.ports import free_port
 from stackwatch.settings import SmtpSettings
+from streams.alert_dispatcher import AlertDispatcher, load_scheduler_from_outbox, run_dispatcher
 
 pytestmark = pytest.mark.integration
 

@@ -43,6 +43,7 @@ import pypdfium2
 import pytest
 from typer.testing import CliRunner
 
+from commands import app
 from reports.generate import ReportFiles, generate_report
 from reports.params import ReportParams, Scope
 from reports.query import ScopeNotFoundError
@@ -51,7 +52,6 @@ from sinks.registry_sync import sync_registry
 from sinks.schema import migrate
 from sinks.writer import SinkKind, SourceRecord, write_batch
 from stackwatch.alerts import AlertBook, AlertEvent, Condition, Rule
-from stackwatch.cli import app
 from stackwatch.compliance import HourValue, Limit, LimitKind, Severity, judge_hour
 from stackwatch.models import AggregateRecord
 from stackwatch.registry import StackInfo, StackRegistry

@@ -562,7 +562,7 @@ def restore_logging() -> Iterator[None]:
 def test_cli_migrate_and_status(pg_database: str) -> None:
     from typer.testing import CliRunner
 
-    from stackwatch.cli import app
+    from commands import app
 
     runner = CliRunner()
     pending = runner.invoke(app, ["db", "status", "--dsn", pg_database])

@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from typer.testing import CliRunner
 
-from stackwatch.cli import app
-from stackwatch.services import running_services, service_status, start_services, stop_services
-from stackwatch.services.ports import port_accepts
+from commands import app
+from embedded import running_services, service_status, start_services, stop_services
+from embedded.ports import port_accepts
 
 pytestmark = pytest.mark.integration
 

@@ -35,12 +35,12 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from embedded.ports import free_port
+from embedded.process import terminate
 from stackwatch.alerts import AlertEvent
 from stackwatch.hj212 import CST, build_frames
 from stackwatch.models import AggregateRecord, RawFrame, Verdict
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services.ports import free_port
-from stackwatch.services.process import terminate
 from tests.kafka_topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -222,7 +222,7 @@ class Run:
             StackRegistry(stacks=list(STACKS.values())).dump(registry)
         log = (self.tmp / "worker.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from stackwatch.cli import main; main()", "worker", "run",
+            [sys.executable, "-c", "from commands import main; main()", "worker", "run",
              "--bootstrap", self.bootstrap, "--web-port", str(free_port()),
              "--metrics-port", str(free_port()), "--app-id", self.prefix.replace(".", "-"),
              "--registry", str(registry), "--data-dir", str(self.tmp / "faust"),

@@ -29,6 +29,9 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from embedded import start_postgres, stop_postgres
+from embedded.ports import free_port, stable_port
+from embedded.process import terminate
 from sinks.db import connect, connect_async
 from sinks.registry_sync import sync_registry
 from sinks.schema import migrate
@@ -45,9 +48,6 @@ from stackwatch.models import (
     Verdict,
 )
 from stackwatch.registry import StackInfo, StackRegistry
-from stackwatch.services import start_postgres, stop_postgres
-from stackwatch.services.ports import free_port, stable_port
-from stackwatch.services.process import terminate
 from tests.kafka_topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -339,7 +339,7 @@ class SinkWorker:
                 [
                     sys.executable,
                     "-c",
-                    "from stackwatch.cli import main; main()",
+                    "from commands import main; main()",
                     "sinks",
                     "run",
                     "--app-id",

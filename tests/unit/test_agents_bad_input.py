@@ -248,7 +248,8 @@ async def decode_then_process(bench: Bench, frames: list[RawFrame]) -> list[Read
 
 
 async def test_negative_concentration_is_kept_flagged_and_alarmed(bench: Bench) -> None:
-    # 负值 (DOMAIN.md §3.3): the reading is kept with a warning, the detector raises.
+    # 负值 (docs/alarms.md#platform-vocabulary): the reading is kept with a warning, the
+    # detector raises.
     (neg,) = await decode_then_process(bench, [good_minute(T0, so2=-5.0)])
     assert neg.values[SO2].value == -5.0 and "negative_value: a21026=-5.0" in neg.warnings
     raised = [(a.rule, a.kind, a.factor) for a in bench.alerts()]

@@ -25,7 +25,8 @@ from stackwatch.compliance import (
 
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 
-# Cement kiln tail SO2: ultra-low 35 mg/m³ at 10 % O2 (LIMITS.md C1); GB 4915 special 100 (C4).
+# Cement kiln tail SO2: ultra-low 35 mg/m³ at 10 % O2 (row C1, docs/limits.md#catalogue-rows);
+# GB 4915 special 100 (C4).
 ULE_SO2 = Limit(limit_mg_m3=35, kind=LimitKind.ULTRA_LOW, ref_o2=10, row_id="C1", program="NATL")
 STD_SO2 = Limit(limit_mg_m3=100, kind=LimitKind.STANDARD, ref_o2=10, row_id="C4")
 
@@ -118,8 +119,8 @@ def test_invalid_hour_is_never_an_exceedance() -> None:
 
 
 def test_measured_basis_limit_uses_measured_mean() -> None:
-    # Kiln-head PM 10 mg/m³ on measured concentration (LIMITS.md N3): measured 12 > 10 although
-    # the (irrelevant) converted mean is 8.
+    # Kiln-head PM 10 mg/m³ on measured concentration (docs/limits.md#reference-o2-by-source):
+    # measured 12 > 10 although the (irrelevant) converted mean is 8.
     pm = Limit(limit_mg_m3=10, kind=LimitKind.ULTRA_LOW, ref_o2=None)
     verdict = judge_hour(hour(8.0, measured=12.0, ref_o2=None), [pm])
     assert verdict.status is HourStatus.EXCEEDANCE
@@ -137,7 +138,8 @@ def test_a_limit_at_another_reference_o2_is_judged_on_the_rescaled_mean() -> Non
 
 
 def test_a_workshop_point_is_judged_on_its_measured_dust_and_never_beside_stack_limits() -> None:
-    workshop = Limit(limit_mg_m3=1.5, kind=LimitKind.FUGITIVE)  # LIMITS.md C13 / N2
+    # row C13; docs/limits.md#workshop-dust
+    workshop = Limit(limit_mg_m3=1.5, kind=LimitKind.FUGITIVE)
     verdict = judge_hour(hour(None, measured=2.5, ref_o2=None), [workshop])
     assert verdict.status is HourStatus.EXCEEDANCE and verdict.value == 2.5
     assert verdict.basis is Basis.MEASURED and verdict.level is Level.ABOVE_FUGITIVE

@@ -16,7 +16,7 @@ import pytest
 import typer.main
 import yaml
 
-from stackwatch.cli import app
+from commands import app
 from stackwatch.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

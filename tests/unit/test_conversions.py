@@ -1,4 +1,7 @@
-"""HJ 212-2017 App. D conversions against hand-computed values (DOMAIN.md §2.1 worked numbers)."""
+"""HJ 212-2017 App. D conversions against hand-computed values.
+
+The worked numbers: docs/conversions.md#worked-numbers.
+"""
 
 from __future__ import annotations
 
@@ -99,7 +102,7 @@ def test_eq28_sinter_reference_o2() -> None:
 
 
 def test_eq28_without_reference_refuses_to_convert() -> None:
-    # LIMITS.md N3: a measured-basis stack must not be O2-corrected.
+    # docs/limits.md#reference-o2-by-source: a measured-basis stack must not be O2-corrected.
     r = to_reference_o2(8.0, 12.0, None)
     assert not r.usable and r.value is None
     assert r.issue is ConversionIssue.NO_REFERENCE_O2

@@ -23,6 +23,7 @@ import yaml
 
 from stackwatch.alerts import RULE_TITLES, Rule
 from stackwatch.notify.render import dashboard_url
+from tests.python_source import parse_files
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "dashboards" / "json"
@@ -366,38 +367,38 @@ _METRIC_CLASSES = {
 def _defined_metrics() -> dict[str, tuple[str, frozenset[str]]]:
     """name → (kind, label names) of every metric constructed in the project's code."""
     found: dict[str, tuple[str, frozenset[str]]] = {}
-    for package in ("stackwatch", "streams", "sinks", "simulators"):
-        for path in (ROOT / package).rglob("*.py"):
-            tree = ast.parse(path.read_text("utf-8"))
-            for node in ast.walk(tree):
-                if not isinstance(node, ast.Call):
-                    continue
-                func = node.func
-                cls = (
-                    func.id
-                    if isinstance(func, ast.Name)
-                    else (func.attr if isinstance(func, ast.Attribute) else "")
+    paths = [p for pkg in ("stackwatch", "streams", "sinks", "simulators")
+             for p in (ROOT / pkg).rglob("*.py")]
+    for tree in parse_files(paths).values():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            cls = (
+                func.id
+                if isinstance(func, ast.Name)
+                else (func.attr if isinstance(func, ast.Attribute) else "")
+            )
+            if cls not in _METRIC_CLASSES or not node.args:
+                continue
+            name = node.args[0]
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                continue
+            labels: frozenset[str] = frozenset()
+            label_arg = (
+                node.args[2]
+                if len(node.args) > 2
+                else next(
+                    (k.value for k in node.keywords if k.arg in ("labelnames", "labels")), None
                 )
-                if cls not in _METRIC_CLASSES or not node.args:
-                    continue
-                name = node.args[0]
-                if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
-                    continue
-                labels: frozenset[str] = frozenset()
-                label_arg = (
-                    node.args[2]
-                    if len(node.args) > 2
-                    else next(
-                        (k.value for k in node.keywords if k.arg in ("labelnames", "labels")), None
-                    )
+            )
+            if isinstance(label_arg, ast.List | ast.Tuple):
+                labels = frozenset(
+                    e.value
+                    for e in label_arg.elts
+                    if isinstance(e, ast.Constant) and isinstance(e.value, str)
                 )
-                if isinstance(label_arg, ast.List | ast.Tuple):
-                    labels = frozenset(
-                        e.value
-                        for e in label_arg.elts
-                        if isinstance(e, ast.Constant) and isinstance(e.value, str)
-                    )
-                found[name.value] = (_METRIC_CLASSES[cls], labels)
+            found[name.value] = (_METRIC_CLASSES[cls], labels)
     return found
 
 

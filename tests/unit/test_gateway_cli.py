@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from stackwatch.cli import app
-from stackwatch.cli.gateway import load_registry
+from commands import app
+from commands.gateway import load_registry
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from streams.gateway import Codec, FramerLike, Gateway, Hj212Codec
 from streams.gateway_sink import MemoryFrameSink
 from tests.oracles import crc_hj212
 
-# HJ 212-2017 App. A worked example (CRC 1C80, verified in DOMAIN.md §1.2): Flag=5 asks for an ack.
+# HJ 212-2017 App. A worked example (CRC 1C80, docs/hj212.md#crc): Flag=5 asks for an ack.
 STD_FRAME = (
     b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
     b"Flag=5;CP=&&RtdInterval=30&&1C80\r\n"
@@ -52,7 +52,7 @@ def upload(qn: str, *, flag: int = 5, mn: str = MN, pw: str = PW) -> bytes:
 
 
 def test_reference_crc() -> None:
-    # DOMAIN.md §1.2 check values of the App. A algorithm.
+    # Check values of the App. A algorithm (docs/hj212.md#crc).
     assert crc_hj212(b"123456789") == 0x2F80
     assert (
         frame(
@@ -176,7 +176,7 @@ async def test_standard_frame_is_accepted_recorded_and_answered(h: Harness) -> N
     reader, writer = await h.connect()
     writer.write(STD_FRAME)
     ack = await read_ack(reader)
-    # 9014 data answer echoing the request's QN (App. C part 2; DOMAIN.md §1.12).
+    # 9014 data answer echoing the request's QN (App. C part 2; docs/hj212.md#answers-and-requests).
     assert "CN=9014" in ack and f"QN={STD_QN}" in ack and f"MN={STD_MN}" in ack
     assert ack.startswith("##") and ack.endswith("\r\n")
     assert len(h.sink.raw) == 1  # the answer came only after the record was "acknowledged"
@@ -527,7 +527,8 @@ async def test_prometheus_counters_read_back() -> None:
     h = await make(metrics=metrics)
     try:
         reader, writer = await h.connect()
-        bad = STD_FRAME.replace(b"1C80", b"1C08")  # the standard's misprinted CRC (§1.13)
+        # the standard's misprinted CRC (docs/hj212.md#crc)
+        bad = STD_FRAME.replace(b"1C80", b"1C08")
         writer.write(bad + STD_FRAME + upload("20260105080000001", mn="NOT-REGISTERED-01"))
         await read_ack(reader)
         await until(lambda: len(h.sink.raw) == 3, "all recorded")

@@ -1,7 +1,7 @@
 """The gateway's per-frame decision (pure): verdict, reasons, answer, records.
 
-Frames are the standard's own packets (HJ 212-2017 App. A; DOMAIN.md §1.15) or frames whose
-CRC is computed here with the App. A algorithm, independently of the codec.
+Frames are the standard's own packets (HJ 212-2017 App. A; docs/hj212.md#test-vectors) or
+frames whose CRC is computed here with the App. A algorithm, independently of the codec.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ STD_BODY = (
     "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
     "Flag=5;CP=&&RtdInterval=30&&"
 )
-STD = f"##0101{STD_BODY}1C80"  # App. A worked example, CRC 1C80 (DOMAIN.md §1.2)
+STD = f"##0101{STD_BODY}1C80"  # App. A worked example, CRC 1C80 (docs/hj212.md#crc)
 STD_MN = "010000A8900016F000169DC0"
-# A 2005-dialect real-time upload (no QN, no Flag), DOMAIN.md §1.15, CRC 4980.
+# A 2005-dialect real-time upload (no QN, no Flag), docs/hj212.md#test-vectors, CRC 4980.
 OLD = (
     "##0139ST=32;CN=2011;PW=123456;MN=LD130133000015;CP=&&DataTime=20160824003817000;"
     "B01-Rtd=36.91;011-Rtd=231.0,011-Flag=N;060-Rtd=1.803,060-Flag=N&&4980"
@@ -95,7 +95,7 @@ def judge(
 
 
 def test_oracle_crc() -> None:
-    assert crc_hj212(b"123456789") == 0x2F80  # DOMAIN.md §1.2 check value
+    assert crc_hj212(b"123456789") == 0x2F80  # App. A check value (docs/hj212.md#crc)
     assert framed(STD_BODY) == STD
 
 
@@ -121,7 +121,7 @@ def test_2005_frame_without_flag_accepted_not_answered() -> None:
 
 
 def test_misprinted_crc_rejected_with_mn_kept() -> None:
-    # The standard's prose misprints the example's CRC as 1C08 (DOMAIN.md §1.13).
+    # The standard's prose misprints the example's CRC as 1C08 (docs/hj212.md#crc).
     j = judge(STD.replace("1C80", "1C08") + "\r\n")
     assert j.verdict is Verdict.REJECTED and j.reasons == ("bad_crc",)
     assert j.ack is None and j.mn == STD_MN

@@ -1,6 +1,6 @@
 """Asking loggers for their history (HJ 212-2017 App. C part 2; HJ 212-2025 RF=1).
 
-Oracles: the standard's own example packets (DOMAIN notes §1.15, App. C: a 2061 request with
+Oracles: the standard's own example packets (docs/hj212.md#test-vectors, App. C: a 2061 request with
 BeginTime/EndTime, the 9011 and 9012 answers, CRCs as printed), hand-computed gap ranges,
 and a simulated logger whose records are known. The end-to-end part runs over real loopback
 TCP into a gateway with an in-memory broker stand-in.

@@ -67,7 +67,8 @@ def test_make_qn_in_china_standard_time() -> None:
 
 
 def test_flag_values() -> None:
-    # Table 3 / §1.4: 2017 plain 4, ack 5, split 6, split+ack 7; 2025 ack 9; 2005 ack 1.
+    # Table 3 (docs/hj212.md#flag): 2017 plain 4, ack 5, split 6, split+ack 7; 2025 ack 9;
+    # 2005 ack 1.
     assert flag_value("2017") == 4
     assert flag_value("2017", ack=True) == 5
     assert flag_value("2017", split=True) == 6
@@ -169,7 +170,8 @@ def test_group_too_big_for_one_packet() -> None:
 
 
 def test_data_ack_echoes_qn() -> None:
-    # The derived 9014 answer of DOMAIN.md §1.15 (CRC FF01) answers an upload with this QN.
+    # The derived 9014 answer of docs/hj212.md#test-vectors (CRC FF01) answers an upload with
+    # this QN.
     upload = build_frames("2011", MN, "123456", datetime(2016, 8, 1, 9, tzinfo=CST),
                           {"a21026": {"Rtd": 1.0}}, qn="20160801090000001", ack=True)[0]
     request = decode_frame(upload)

@@ -17,7 +17,8 @@ STANDARD_SEGMENT = (
 
 
 def test_check_values() -> None:
-    # DOMAIN.md §1.2 check values: ""→FFFF, "\x00"→4040, "A"→7080, "123456789"→2F80.
+    # HJ 212-2017 App. A check values (docs/hj212.md#crc): ""→FFFF, "\x00"→4040, "A"→7080,
+    # "123456789"→2F80.
     for impl in IMPLEMENTATIONS:
         assert impl(b"") == 0xFFFF
         assert impl(b"\x00") == 0x4040
@@ -40,7 +41,7 @@ def test_standard_appendix_a_example() -> None:
 
 
 def test_hex_is_upper_case_and_zero_padded() -> None:
-    # Derived 9014 vector (DOMAIN.md §1.15) ends in FF01; "" gives FFFF.
+    # Derived 9014 vector (docs/hj212.md#test-vectors) ends in FF01; "" gives FFFF.
     seg = b"QN=20160801090000001;ST=91;CN=9014;PW=123456;MN=010000A8900016F000169DC0;Flag=4;CP=&&&&"
     assert crc16_hex(seg) == "FF01"
     # 2017 Go-receiver packet 0318 ends in 6740 (leading digit kept).

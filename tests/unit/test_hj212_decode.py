@@ -1,4 +1,4 @@
-"""decode_frame on the verbatim examples (DOMAIN.md §1.15) and negative vectors (§1.13/§1.16)."""
+"""decode_frame on the verbatim examples and negative vectors (docs/hj212.md#test-vectors)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from stackwatch.hj212 import DecodedFrame, decode_frame, frame_segment
 
 CST = timezone(timedelta(hours=8))
 
-# --- §1.15 verbatim examples -------------------------------------------------------------
+# --- verbatim examples (docs/hj212.md#test-vectors) ---------------------------------------
 EX1_STANDARD = "##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&1C80"  # noqa: E501 (verbatim vector)
 EX2_2025 = "##0087QN=20240601085857223;ST=32;CN=1011;PW=123456;MN=010000A8900016F000169DC0;Flag=9;CP=&&&&2200"  # noqa: E501 (verbatim vector)
 EX3_WATER_2005 = "##0139ST=32;CN=2011;PW=123456;MN=LD130133000015;CP=&&DataTime=20160824003817000;B01-Rtd=36.91;011-Rtd=231.0,011-Flag=N;060-Rtd=1.803,060-Flag=N&&4980"  # noqa: E501 (verbatim vector)
@@ -185,7 +185,7 @@ def test_lowercase_crc_accepted_with_warning() -> None:
     assert f.ok and "lowercase_crc" in f.warning_codes
 
 
-# --- negative vectors (§1.13 / §1.16) ----------------------------------------------------
+# --- negative vectors (docs/hj212.md#test-vectors) ----------------------------------------
 def test_appendix_a_misprint_1c08_rejected() -> None:
     f = decode_frame(EX1_STANDARD[:-4] + "1C08")
     assert not f.ok and not f.crc_ok and f.error_codes == ["bad_crc"]

@@ -1,4 +1,4 @@
-"""Framer on dirty TCP streams (HJ 212-2017 §6.3.1; DOMAIN.md §1.16/§1.18)."""
+"""Framer on dirty TCP streams (HJ 212-2017 §6.3.1; docs/hj212.md#real-traffic)."""
 
 from __future__ import annotations
 

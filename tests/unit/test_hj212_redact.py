@@ -1,6 +1,6 @@
 """Masking passwords in frames, and reading a masked accepted frame again.
 
-The frame is HJ 212-2017 App. A's worked example (CRC 1C80, DOMAIN.md §1.2); masked texts are
+The frame is HJ 212-2017 App. A's worked example (CRC 1C80, docs/hj212.md#crc); masked texts are
 written out by hand.
 """
 

@@ -1,7 +1,8 @@
-"""Limit catalogue: shipped data checked against LIMITS.md, query semantics, bad data, CLI.
+"""Limit catalogue: shipped data checked against its sources, query semantics, bad data, CLI.
 
-Expected values are copied by hand from ../shared/domain/LIMITS.md (row ids given), from
-DOMAIN.md §3.1 and from the Sanmenxia seed plan, never from the catalogue itself.
+Expected values are copied by hand from the source rows documented in
+docs/limits.md#catalogue-rows (row ids given) and from the Sanmenxia seed plan, never from the
+catalogue itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from stackwatch.cli.limits import app
+from commands.limits import app
 from stackwatch.limits import (
     CatalogueError,
     LimitCatalogue,
@@ -67,18 +68,18 @@ CANONICAL_POINTS = [
     ("industrial_furnace", "other"),
 ]
 
-# Row ids of LIMITS.md §1 plus the DOMAIN.md §3.1 Henan kiln row.
+# Row ids of the source rows (docs/limits.md#catalogue-rows), the Henan kiln row included.
 LIMITS_ROW_IDS = (
     {f"C{i}" for i in range(1, 14)}
     | {f"K{i}" for i in range(1, 11)}
     | {f"S{i}" for i in range(1, 11)}
     | {"B1", "B2", "B3", "B4", "A1", "A2", "A3", "G1", "G2", "X1", "DOMAIN-3.1"}
 )
-# Legal standards the catalogue carries beyond LIMITS.md's rows (power and steel), named by
+# Legal standards the catalogue carries beyond the sources' rows (power and steel), named by
 # their standard; every one is from memory, so every one must be flagged unconfirmed.
 STANDARD_ROW_IDS = {"GB13223", "GB28662", "GB28663", "GB28664", "GB28665"}
 
-# Rows whose values LIMITS.md marks unconfirmed (status column).
+# Rows whose values the sources leave unconfirmed (docs/limits.md#status-of-a-value).
 UNCONFIRMED_ROWS = {
     "C2",
     "C3",
@@ -142,7 +143,8 @@ def test_every_canonical_point_has_a_pm_rule_today(
 
 def test_c1_cement_kiln_tail_national_2024(cat: LimitCatalogue) -> None:
     rules = cat.applicable("cement", "kiln_tail", date(2024, 6, 1), jurisdiction="China")
-    # LIMITS.md C1: 10 / 35 / 50 at 10 % O2, hourly, ≥95 % of hours per month, confirmed.
+    # Row C1 (docs/limits.md#catalogue-rows): 10 / 35 / 50 at 10 % O2, hourly, ≥95 % of hours
+    # per month, confirmed.
     for factor, limit in ((PM, 10), (SO2, 35), (NOX, 50)):
         rule = _one(rules, factor, LimitKind.ULTRA_LOW)
         assert rule.limit_mg_m3 == limit
@@ -153,7 +155,8 @@ def test_c1_cement_kiln_tail_national_2024(cat: LimitCatalogue) -> None:
         assert rule.status is Status.CONFIRMED
         assert rule.monthly_conformity_share == 0.95
         assert rule.averaging.value == "hour"
-    # Both checks exist (LIMITS.md N4): the enforceable GB 4915 special limit NOx 320 (C4).
+    # Both checks exist (docs/limits.md#ultra-low-and-legal-checks): the enforceable GB 4915
+    # special limit NOx 320 (C4).
     standard = _one(rules, NOX, LimitKind.STANDARD)
     assert (standard.limit_mg_m3, standard.program) == (320, "GB4915-2013-special")
     assert standard.status is Status.UNCONFIRMED
@@ -229,7 +232,8 @@ def test_kilns_shanxi_and_henan(cat: LimitCatalogue, sector: str) -> None:
     assert {(r.factor, r.limit_mg_m3) for r in shanxi} == {(PM, 30), (SO2, 200), (NOX, 300)}
     assert all(r.kind is LimitKind.STANDARD and r.ref_o2 is None for r in shanxi)
     assert cat.applicable(sector, process, date(2018, 12, 31), jurisdiction="Shanxi") == []
-    # Henan built-up areas: 10 / 35 / 50 from 2021-01-01 (DOMAIN.md §3.1), O2 not stated.
+    # Henan built-up areas: 10 / 35 / 50 from 2021-01-01 (docs/limits.md#catalogue-rows), O2
+    # not stated.
     henan = cat.applicable(sector, process, date(2021, 1, 1), jurisdiction="Henan/Zhengzhou")
     assert {(r.factor, r.limit_mg_m3) for r in henan} == {(PM, 10), (SO2, 35), (NOX, 50)}
     assert all(r.o2_basis is O2Basis.NOT_STATED and r.ref_o2 is None for r in henan)
@@ -273,7 +277,8 @@ def test_unconfirmed_rows_are_flagged(cat: LimitCatalogue) -> None:
 
 
 def test_most_local_rule_wins(cat: LimitCatalogue) -> None:
-    # LIMITS.md N6: Luoyang coke-oven NOx 100 (K6) is stricter than the national 150 (K1).
+    # docs/limits.md#coking-programs: Luoyang coke-oven NOx 100 (K6) is stricter than the
+    # national 150 (K1).
     at = date(2025, 1, 1)
     luoyang = cat.rule_for("coking", "coke_oven_stack", NOX, at, jurisdiction="Henan/Luoyang")
     national = cat.rule_for("coking", "coke_oven_stack", NOX, at, jurisdiction="Shanxi")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sinks.alert_dispatcher import AlertDispatcher, FileStateStore, load_scheduler
 from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
 from stackwatch.notify import Notification, NotificationKind, NotifyConfig, NotifyScheduler
 from stackwatch.registry import StackInfo, StackRegistry
+from streams.alert_dispatcher import AlertDispatcher, FileStateStore, load_scheduler
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 CONFIG = NotifyConfig.model_validate(

@@ -57,7 +57,7 @@ def test_offline_after_20_minutes_by_timer() -> None:
 
 
 def test_offline_default_is_two_intervals() -> None:
-    # Default 2 × 30 s = 60 s (DOMAIN.md §3.3 proposal).
+    # Default 2 × 30 s = 60 s (a proposal: docs/alarms.md#default-thresholds).
     det = OfflineDetector(stack_id="s")
     det.frame(T0, CFG)
     assert det.check(T0 + 59 * SEC, CFG) == []

@@ -77,3 +77,19 @@ def test_yaml_round_trip_hashes_clear_passwords(tmp_path: Path) -> None:
     assert stack is not None
     assert stack.password_matches("123456")
     assert not stack.password_matches("000000")
+
+
+def test_a_registry_inferred_from_a_capture_is_hashed_cheaply(tmp_path: Path) -> None:
+    """Its passwords are in the capture anyway: 2**10 instead of 2**14, still salted scrypt."""
+    registry = StackRegistry(stacks=[StackInfo.model_validate(
+        {"stack_id": "a", "mn": "MN1", "password": "123456", "sector": "cement",
+         "process": "kiln_tail"})])
+    registry.dump(tmp_path / "r.yaml", scrypt_n=1024)
+    registry.dump(tmp_path / "default.yaml")
+    cheap = StackRegistry.load(tmp_path / "r.yaml").by_mn("MN1")
+    default = StackRegistry.load(tmp_path / "default.yaml").by_mn("MN1")
+    assert cheap is not None and default is not None
+    assert cheap.password_hash is not None and cheap.password_hash.startswith("scrypt$1024$8$1$")
+    assert default.password_hash is not None
+    assert default.password_hash.startswith("scrypt$16384$8$1$")
+    assert cheap.password_matches("123456") and not cheap.password_matches("123457")

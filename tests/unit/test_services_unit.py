@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from stackwatch.services import Endpoints, ServiceError, ServiceRecord, StateFileError
-from stackwatch.services.manager import (
+from embedded import Endpoints, ServiceError, ServiceRecord, StateFileError
+from embedded.manager import (
     _redact,
     resolve_database_url,
     resolve_kafka_bootstrap,
     service_status,
     stop_services,
 )
-from stackwatch.services.ports import free_port, port_accepts, port_is_free
-from stackwatch.services.process import create_time, is_running
-from stackwatch.services.state import ServicesState, load_state, save_state, state_path
-from stackwatch.services.tansu import kafka_api_versions_ok
+from embedded.ports import free_port, port_accepts, port_is_free
+from embedded.process import create_time, is_running
+from embedded.state import ServicesState, load_state, save_state, state_path
+from embedded.tansu import kafka_api_versions_ok
 from stackwatch.settings import Settings, TopicSettings
 from streams.faust_config import broker_url, faust_app_kwargs
 

@@ -15,7 +15,7 @@ from stackwatch.hj212 import DecodedFrame, Framer, decode_frame
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=CST)
 M = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
-SO2_ULTRA_LOW_SINTER = 35.0  # mg/m³ at 16 % O2, LIMITS.md S1 (hourly mean)
+SO2_ULTRA_LOW_SINTER = 35.0  # mg/m³ at 16 % O2, row S1 (hourly mean)
 
 
 def ev(**kw: object) -> Event:

@@ -129,7 +129,8 @@ def test_grinding_workshop_reports_only_workshop_dust_below_1_5() -> None:
     sim = StackSimulator(stack_id="smx-workshop-1", mn="411202SMX00002", password="123456",
                          profile=profile_for("cement", "grinding_workshop"), seed=102, origin=T0)
     dust = [r.values["a34013"] for r in sim.samples_between(T0, T0 + 2 * HOUR)]
-    # Normal workshop dust ~0.5–1.2 mg/m³, under the Sanmenxia 1.5 mg/m³ (LIMITS.md C13).
+    # Normal workshop dust ~0.5–1.2 mg/m³, under the Sanmenxia 1.5 mg/m³ (row C13,
+    # docs/limits.md#workshop-dust).
     assert all(0.4 <= d <= 1.3 for d in dust)
     frames = list(sim.frames_between(T0, T0 + timedelta(minutes=1)))
     for f in frames:

@@ -18,7 +18,7 @@ from simulators.replay import (
 )
 from stackwatch.hj212 import decode_frame
 
-# HJ 212-2017 App. A worked example (CRC 1C80, DOMAIN.md §1.2).
+# HJ 212-2017 App. A worked example (CRC 1C80, docs/hj212.md#crc).
 STD = (b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
        b"Flag=5;CP=&&RtdInterval=30&&1C80\r\n")
 # Real 2005-dialect frames from the 2016 capture (17-digit DataTime, no QN/Flag).

@@ -138,5 +138,6 @@ def test_demo_first_hour_exceeds_the_sinter_so2_limit() -> None:
                   if s.stack_id == "ay-sinter-1")
     hour = [f for f in sinter.frames_between(origin, origin + timedelta(hours=1))
             if f.cn == "2061"]
-    # Trip 2–52 min at 120 mg/m³ (16 % O2): the hourly mean is far above 35 (LIMITS.md S1).
+    # Trip 2–52 min at 120 mg/m³ (16 % O2): the hourly mean is far above 35 (row S1,
+    # docs/limits.md#catalogue-rows).
     assert decode_frame(hour[0].text).values["a21026"]["ZsAvg"] > 35

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from stackwatch.services.ports import wait_for
+from embedded.ports import wait_for
 
 logger = logging.getLogger(__name__)
 

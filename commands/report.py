@@ -2,8 +2,8 @@
 
 Writes `<stem>.html` (charts), `<stem>.pdf` and `<stem>.xlsx` to `--out`, from the rows the
 sinks stored (docs/reports.md). The rendering and the database access live in `reports/`
-and are imported inside the command, so the `stackwatch` package never imports a driver
-(CONTRIBUTING "Layout"). The database is `--dsn`, else STACKWATCH_DATABASE_URL, else the
+and are imported inside the command, so the other commands never load a database driver.
+The database is `--dsn`, else STACKWATCH_DATABASE_URL, else the
 embedded PostgreSQL 18 of `stackwatch services up`.
 """
 
@@ -58,10 +58,10 @@ def _run(
 ) -> None:
     import psycopg
 
+    from embedded import ServiceError, resolve_database_url
     from reports.generate import generate_report
     from reports.params import ReportParams, Scope
     from reports.query import ScopeNotFoundError
-    from stackwatch.services import ServiceError, resolve_database_url
 
     chosen = [(s, v) for s, v in ((Scope.STACK, stack), (Scope.PLANT, plant),
                                   (Scope.CITY, city)) if v is not None]

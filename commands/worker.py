@@ -1,7 +1,7 @@
 """`stackwatch worker run`: the Faust stream worker (decode, process, alert commands, timer).
 
 The worker lives in `streams/` (Faust); it is imported only when the command runs, so the
-`stackwatch` package keeps its no-Kafka-client boundary. Configuration comes from settings
+other commands never load a Kafka client. Configuration comes from settings
 (`STACKWATCH_*`); the options below override the most common fields.
 """
 
@@ -45,8 +45,8 @@ def run(
     import faust
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from stackwatch.cli.gateway import load_registry
-    from stackwatch.services import ServiceError, resolve_kafka_bootstrap
+    from commands.gateway import load_registry
+    from embedded import ServiceError, resolve_kafka_bootstrap
     from streams.app import create_app
 
     base = get_settings()

@@ -44,7 +44,7 @@ def demo(
     ] = None,
 ) -> None:
     """Start Tansu + PostgreSQL 18, migrate, run gateway, worker, sinks and simulated plants."""
-    from streams.supervisor import run_demo
+    from commands.supervisor import run_demo
 
     settings = get_settings()
     seconds = _seconds(duration) if duration is not None else None

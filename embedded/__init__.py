@@ -2,10 +2,11 @@
 
 All bind 127.0.0.1 on free ports; data, logs and the state file live in Settings.data_dir.
 This package never imports aiokafka or psycopg: health checks are TCP, a raw Kafka
-ApiVersions request and `pg_isready`.
+ApiVersions request and `pg_isready`. `embedded.children` starts and stops the pipeline's own
+processes (worker, sinks, notifier) for the demo, the benchmarks and the e2e tests.
 """
 
-from stackwatch.services.manager import (
+from embedded.manager import (
     Endpoints,
     ServiceStatus,
     resolve_database_url,
@@ -16,10 +17,10 @@ from stackwatch.services.manager import (
     start_services,
     stop_services,
 )
-from stackwatch.services.pglite import start_pglite
-from stackwatch.services.postgres import start_postgres, stop_postgres
-from stackwatch.services.state import ServiceError, ServiceRecord, StateFileError
-from stackwatch.services.tansu import start_tansu
+from embedded.pglite import start_pglite
+from embedded.postgres import start_postgres, stop_postgres
+from embedded.state import ServiceError, ServiceRecord, StateFileError
+from embedded.tansu import start_tansu
 
 __all__ = [
     "Endpoints",

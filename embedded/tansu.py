@@ -23,9 +23,9 @@ import subprocess
 from functools import partial
 from pathlib import Path
 
-from stackwatch.services.ports import LOOPBACK, free_port, wait_for
-from stackwatch.services.process import create_time, is_running, log_tail, spawn, terminate
-from stackwatch.services.state import ServiceError, ServiceRecord
+from embedded.ports import LOOPBACK, free_port, wait_for
+from embedded.process import create_time, is_running, log_tail, spawn, terminate
+from embedded.state import ServiceError, ServiceRecord
 
 _API_VERSIONS_KEY = 18
 _CLIENT_ID = b"stackwatch-health"

@@ -3,8 +3,8 @@ and the login users of its roles.
 
 The target database is, in order: `--dsn`; with `--timescale` STACKWATCH_TIMESCALE_URL or the
 embedded PGlite-TimescaleDB; otherwise STACKWATCH_DATABASE_URL or the embedded PostgreSQL 18
-started by `stackwatch services up`. `sinks` (psycopg) is imported inside the commands so the
-`stackwatch` package itself never imports a database driver (CONTRIBUTING "Layout").
+started by `stackwatch services up`. `sinks` (psycopg) is imported inside the commands, so the
+other commands never load a database driver.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _fail(message: str) -> typer.Exit:
 
 def resolve_dsn(dsn: str | None, timescale: bool) -> str:
     """DSN of the target database, or a clear error (see the module docstring for the order)."""
-    from stackwatch.services import ServiceError, resolve_database_url, resolve_timescale_url
+    from embedded import ServiceError, resolve_database_url, resolve_timescale_url
 
     if dsn:
         return dsn

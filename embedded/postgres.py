@@ -18,9 +18,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from stackwatch.services.ports import LOOPBACK, free_port, port_accepts, wait_for
-from stackwatch.services.process import create_time, is_running, log_tail, terminate
-from stackwatch.services.state import ServiceError, ServiceRecord
+from embedded.ports import LOOPBACK, free_port, port_accepts, wait_for
+from embedded.process import create_time, is_running, log_tail, terminate
+from embedded.state import ServiceError, ServiceRecord
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"

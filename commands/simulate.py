@@ -21,6 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from stackwatch.registry_hash import CAPTURE_SCRYPT_N
 from stackwatch.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -218,7 +219,7 @@ def replay(
         err.print(f"  ... {len(log.errors) - 10} more problems")
     if write_registry is not None:
         inferred = registry_for(log)
-        inferred.dump(write_registry)
+        inferred.dump(write_registry, scrypt_n=CAPTURE_SCRYPT_N)  # the capture holds the PWs
         err.print(f"registry of {len(inferred.stacks)} loggers written to {write_registry}")
         _print_inferred(inferred)
     if dry_run:

@@ -35,8 +35,8 @@ def request(
     connection sends it, and the re-sent records back-fill their hours."""
     from pydantic import ValidationError
 
+    from embedded import resolve_kafka_bootstrap
     from stackwatch.models import HistoryCommand
-    from stackwatch.services import resolve_kafka_bootstrap
 
     settings = get_settings()
     try:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stackwatch.services import ServiceError, service_status, start_services, stop_services
+from embedded import ServiceError, service_status, start_services, stop_services
 from stackwatch.settings import get_settings
 
 app = typer.Typer(help="Embedded servers: Tansu (Kafka), PostgreSQL 18, PGlite-TimescaleDB.")

@@ -3,9 +3,9 @@
 With `STACKWATCH_ACK_PAGE__ENABLED=true`, `dispatch` signs a per-recipient acknowledgement
 link into every message and `api` also serves the page those links open (docs/ack-page.md).
 
-The module only wires: the I/O (PostgreSQL, Kafka, HTTP, SMTP) lives in `sinks/` and is
-imported inside the commands, so the `stackwatch` package never imports a driver
-(CONTRIBUTING "Layout"). The database is STACKWATCH_DATABASE_URL or the embedded PostgreSQL 18;
+The module only wires: the I/O (PostgreSQL, Kafka, HTTP, SMTP) lives in `sinks/` and
+`streams/` and is imported inside the commands, so a command loads only the clients it uses.
+The database is STACKWATCH_DATABASE_URL or the embedded PostgreSQL 18;
 the broker is STACKWATCH_KAFKA_BOOTSTRAP or the embedded Tansu (`stackwatch services up`).
 """
 
@@ -49,7 +49,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _dsn(dsn: str | None, settings: Settings) -> str:
-    from stackwatch.services import ServiceError, resolve_database_url
+    from embedded import ServiceError, resolve_database_url
 
     if dsn:
         return dsn
@@ -60,7 +60,7 @@ def _dsn(dsn: str | None, settings: Settings) -> str:
 
 
 def _bootstrap(bootstrap: str | None, settings: Settings) -> str:
-    from stackwatch.services import ServiceError, resolve_kafka_bootstrap
+    from embedded import ServiceError, resolve_kafka_bootstrap
 
     if bootstrap:
         return bootstrap
@@ -231,13 +231,7 @@ def dispatch(
     has no saved state yet."""
     import httpx
 
-    from sinks.alert_dispatcher import (
-        AlertDispatcher,
-        FileStateStore,
-        load_scheduler,
-        load_scheduler_from_outbox,
-        run_dispatcher,
-    )
+    from commands.gateway import load_registry
     from sinks.metrics_http import MetricsServer
     from sinks.notifiers import (
         EmailSender,
@@ -247,9 +241,15 @@ def dispatch(
         WebhookSender,
     )
     from sinks.outbox import Backoff, HeartbeatPlan, OutboxWorker, PgOutbox
-    from stackwatch.cli.gateway import load_registry
     from stackwatch.notify import NotifyConfig, NotifyConfigError
     from stackwatch.notify.ack_link import AckLinks
+    from streams.alert_dispatcher import (
+        AlertDispatcher,
+        FileStateStore,
+        load_scheduler,
+        load_scheduler_from_outbox,
+        run_dispatcher,
+    )
 
     settings = get_settings()
     signer = _link_signer(settings, insecure_dev)

@@ -2,7 +2,7 @@
 
 Why: TimescaleDB ships no PyPI/npm native build, so Timescale-specific SQL (hypertables,
 time_bucket, continuous aggregates, jobs) is proven against this WASM build, served by
-`stackwatch/pglite/server.mjs` with node. It proves SQL; it is not an ingest database.
+`embedded/pglite_server/server.mjs` with node. It proves SQL; it is not an ingest database.
 Measured limits:
 - one session at a time: PGlite is a single-user backend. `server.mjs` attaches one client;
   further connections wait (FIFO) until it disconnects, so keep connections short and close
@@ -22,16 +22,16 @@ from functools import partial
 from pathlib import Path
 from subprocess import Popen
 
-from stackwatch.services.ports import LOOPBACK, free_port, port_accepts, wait_for
-from stackwatch.services.process import create_time, is_running, log_tail, spawn, terminate
-from stackwatch.services.state import ServiceError, ServiceRecord
+from embedded.ports import LOOPBACK, free_port, port_accepts, wait_for
+from embedded.process import create_time, is_running, log_tail, spawn, terminate
+from embedded.state import ServiceError, ServiceRecord
 
 READY_MARKER = "PGLITE READY"
 
 
 def pglite_dir() -> Path:
-    """`stackwatch/pglite`: package.json, package-lock.json, server.mjs, node_modules."""
-    return Path(__file__).resolve().parent.parent / "pglite"
+    """`embedded/pglite_server`: package.json, package-lock.json, server.mjs, node_modules."""
+    return Path(__file__).resolve().parent / "pglite_server"
 
 
 def node_binary() -> str:

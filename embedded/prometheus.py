@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from stackwatch.services.ports import free_port
+from embedded.ports import free_port
 
 #: The pipeline's alert rules shipped with the repository (absent in a bare wheel install).
-RULES_FILE = Path(__file__).resolve().parents[2] / "dashboards" / "prometheus" / "alerts.yml"
+RULES_FILE = Path(__file__).resolve().parents[1] / "dashboards" / "prometheus" / "alerts.yml"
 
 
 def prometheus_binary() -> str | None:

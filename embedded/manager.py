@@ -20,11 +20,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from stackwatch.services.pglite import pglite_healthy, start_pglite
-from stackwatch.services.ports import wait_port_released
-from stackwatch.services.postgres import postgres_healthy, start_postgres, stop_postgres
-from stackwatch.services.process import is_running, terminate
-from stackwatch.services.state import (
+from embedded.pglite import pglite_healthy, start_pglite
+from embedded.ports import wait_port_released
+from embedded.postgres import postgres_healthy, start_postgres, stop_postgres
+from embedded.process import is_running, terminate
+from embedded.state import (
     SERVICE_ORDER,
     ServiceError,
     ServiceName,
@@ -34,7 +34,7 @@ from stackwatch.services.state import (
     save_state,
     state_lock,
 )
-from stackwatch.services.tansu import start_tansu, tansu_healthy
+from embedded.tansu import start_tansu, tansu_healthy
 from stackwatch.settings import Settings
 
 logger = logging.getLogger(__name__)

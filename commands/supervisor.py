@@ -20,43 +20,32 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.live import Live
 
-from stackwatch.alerts import Rule
-from stackwatch.compliance import Severity
-from stackwatch.services import running_services
-from stackwatch.services.ports import free_port
-from stackwatch.services.prometheus import (
+from commands.live_view import LiveState, TopicFollower, cancel_quietly, render
+from embedded import running_services
+from embedded.children import DEMO_ENV, Child, spawn_child, stop_child
+from embedded.ports import free_port
+from embedded.prometheus import (
     RULES_FILE,
     RunningPrometheus,
     prometheus_binary,
     start_prometheus,
 )
+from stackwatch.alerts import Rule
+from stackwatch.compliance import Severity
 from stackwatch.settings import Settings
 from streams.gateway import Gateway
-from streams.live_view import LiveState, TopicFollower, cancel_quietly, render
 
 logger = logging.getLogger(__name__)
-
-DEMO_ENV = {
-    # Simulated time runs `speed` times faster than the wall clock, so DataTime runs ahead of
-    # the receipt time by design: widen the clock-skew tolerance for the demo only.
-    "STACKWATCH_STREAMS__PROCESSOR__QUALITY__CLOCK_SKEW_TOLERANCE": "P7D",
-    "STACKWATCH_STREAMS__PROCESSOR__MAX_CLOCK_SKEW": "P7D",
-    "STACKWATCH_STREAMS__TICK_INTERVAL_S": "1",
-}
 
 
 class DemoSummary(BaseModel):
@@ -69,54 +58,6 @@ class DemoSummary(BaseModel):
     alarms_raised: int
     offline_raised: int
     children_exit_codes: dict[str, int | None]
-
-
-@dataclass
-class Child:
-    """A pipeline process started by the supervisor."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: IO[bytes]
-    exit_code: int | None = field(default=None)
-
-
-def _stackwatch_command() -> list[str]:
-    script = Path(sys.executable).with_name("stackwatch")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from stackwatch.cli import main; main()"]
-
-
-def spawn_child(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
-    """Start `stackwatch <args>` with its output in `<log_dir>/<name>.log`."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = (log_dir / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        [*_stackwatch_command(), *args],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    logger.info("started", extra={"child": name, "pid": proc.pid})
-    return Child(name=name, proc=proc, log=log)
-
-
-def stop_child(child: Child, grace_s: float = 15.0) -> None:
-    """SIGTERM, wait, SIGKILL; the whole process group, so no grandchild is left."""
-    if child.proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.proc.pid, signal.SIGTERM)
-        try:
-            child.proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.proc.pid, signal.SIGKILL)
-            child.proc.wait(5)
-    child.exit_code = child.proc.returncode
-    child.log.close()
 
 
 def _migrate(dsn: str) -> str:

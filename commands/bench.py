@@ -1,8 +1,8 @@
 """`stackwatch bench run|table`: the benchmarks in `bench/` (README "Performance").
 
 The benchmarks start servers and use Kafka and database clients, so they live in the source
-checkout's `bench/` package, not in `stackwatch`: it is found next to this package and
-imported only inside the commands (the `stackwatch` package keeps its no-I/O-client boundary).
+checkout's `bench/` package, not in an installed package: it is found next to this package
+and imported only inside the commands (nothing but this CLI imports `bench`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 

@@ -1,7 +1,7 @@
 """`stackwatch sinks run`: the storage writer (topics → PostgreSQL/TimescaleDB) and its metrics.
 
-The sinks live in `sinks/` (Faust, psycopg); they are imported only when the command runs, so
-the `stackwatch` package keeps its no-Kafka/no-database-client boundary.
+The sinks' Faust app is `streams/sink_app.py`, its writers live in `sinks/` (psycopg); they are
+imported only when the command runs, so the other commands never load a Kafka or database client.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def run(
     commit; while the database is down the writer backs off and consumes nothing."""
     import faust
 
-    from sinks.app import create_sink_app
+    from commands.gateway import load_registry
+    from embedded import ServiceError, resolve_database_url, resolve_kafka_bootstrap
     from sinks.db import DsnError, redact_dsn
-    from stackwatch.cli.gateway import load_registry
-    from stackwatch.services import ServiceError, resolve_database_url, resolve_kafka_bootstrap
+    from streams.sink_app import create_sink_app
 
     base = get_settings()
     overrides: dict[str, object] = {}

@@ -1,7 +1,7 @@
 """`stackwatch gateway run`: the HJ 212 TCP gateway as a standalone process.
 
 The gateway itself lives in `streams/` (it uses aiokafka); it is imported only when the
-command runs, so the `stackwatch` package keeps its no-Kafka-client boundary.
+command runs, so the other commands never load a Kafka client.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ async def serve(settings: Settings, registry: StackRegistry, metrics_port: int |
     """Run the gateway until SIGINT/SIGTERM, then shut it down gracefully."""
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from stackwatch.services import resolve_kafka_bootstrap
+    from embedded import resolve_kafka_bootstrap
     from streams.gateway import Gateway
     from streams.gateway_commands import consume_commands
 

@@ -1,26 +1,26 @@
 """The `stackwatch` command line.
 
-Each command group lives in its own module under `stackwatch/cli/` and is registered here.
+Each command group lives in its own module under `commands/` and is registered here.
 """
 
 from __future__ import annotations
 
 import typer
 
-from stackwatch.cli.alerts import app as alerts_app
-from stackwatch.cli.bench import app as bench_app
-from stackwatch.cli.db import app as db_app
-from stackwatch.cli.demo import app as demo_app
-from stackwatch.cli.gateway import app as gateway_app
-from stackwatch.cli.history import app as history_app
-from stackwatch.cli.hj212 import app as hj212_app
-from stackwatch.cli.limits import app as limits_app
-from stackwatch.cli.registry import app as registry_app
-from stackwatch.cli.report import app as report_app
-from stackwatch.cli.services import app as services_app
-from stackwatch.cli.simulate import app as simulate_app
-from stackwatch.cli.sinks import app as sinks_app
-from stackwatch.cli.worker import app as worker_app
+from commands.alerts import app as alerts_app
+from commands.bench import app as bench_app
+from commands.db import app as db_app
+from commands.demo import app as demo_app
+from commands.gateway import app as gateway_app
+from commands.history import app as history_app
+from commands.hj212 import app as hj212_app
+from commands.limits import app as limits_app
+from commands.registry import app as registry_app
+from commands.report import app as report_app
+from commands.services import app as services_app
+from commands.simulate import app as simulate_app
+from commands.sinks import app as sinks_app
+from commands.worker import app as worker_app
 from stackwatch.logging import configure_logging
 from stackwatch.settings import get_settings
 
