@@ -14,7 +14,8 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from stackwatch.hj212 import CST, build_frames, make_qn
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames, make_qn
 
 PASSWORD = "123456"
 START = datetime(2026, 11, 2, 8, 0, tzinfo=CST)

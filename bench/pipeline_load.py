@@ -23,7 +23,8 @@ from pydantic import SecretStr
 from simulators.client import LoggerClient
 from simulators.logger import SimFrame
 from simulators.scenario import load_scenario
-from stackwatch.hj212 import CST, build_frames, make_qn
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames, make_qn
 from stackwatch.registry import StackInfo, StackRegistry
 
 SO2, O2 = "a21026", "a19001"

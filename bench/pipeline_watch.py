@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from stackwatch.alerts import AlertEvent, Rule
-from stackwatch.hj212 import CST
+from stackwatch.beijing_time import CST
 
 AGGREGATE_TABLES = ("minute_aggregates", "hour_aggregates", "day_aggregates")
 

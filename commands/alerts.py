@@ -176,7 +176,8 @@ def list_alerts(
     for column in ("alert id", "stack", "plant", "factor", "rule", "severity", "state",
                    "first seen (UTC+8)", "count", "peak / limit", "ack by", "level"):
         table.add_column(column)
-    from stackwatch.notify.render import BEIJING, format_number
+    from stackwatch.beijing_time import CST
+    from stackwatch.notify.render import format_number
 
     for a in alerts:
         table.add_row(
@@ -187,7 +188,7 @@ def list_alerts(
             a.rule,
             a.severity,
             a.state,
-            a.first_seen.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M"),
+            a.first_seen.astimezone(CST).strftime("%Y-%m-%d %H:%M"),
             str(a.count),
             f"{format_number(a.peak_value)} / {format_number(a.limit_value)}",
             a.acked_by or "",

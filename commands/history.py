@@ -17,7 +17,7 @@ console = Console(stderr=True)
 
 
 def _time(text: str) -> datetime:
-    from stackwatch.hj212 import CST
+    from stackwatch.beijing_time import CST
 
     value = datetime.fromisoformat(text)
     return value if value.tzinfo is not None else value.replace(tzinfo=CST)

@@ -191,8 +191,8 @@ def replay(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and summarise only.")] = False,
 ) -> None:
     """Replay recorded HJ 212 traffic (or a CSV export) to the gateway, one connection per MN."""
-    from simulators.plants import CST
     from simulators.replay import ReplayError, load_replays, registry_for, replay, statistics_of
+    from stackwatch.beijing_time import CST
     from stackwatch.registry import StackRegistry
 
     try:

@@ -24,7 +24,8 @@ from matplotlib.ticker import FixedLocator, MaxNLocator
 
 from reports.labels import KIND_LABELS, basis_label, factor_label, factor_unit
 from reports.tables import CaptureLine, ChartSeries, DailyLine, EmissionLine
-from stackwatch.compliance import CHINA_TZ, HourStatus, LimitKind
+from stackwatch.beijing_time import CST
+from stackwatch.compliance import HourStatus, LimitKind
 from stackwatch.report_period import ReportKind, ReportPeriod
 
 __all__ = [
@@ -107,7 +108,7 @@ def _time_axis(ax: Axes, period: ReportPeriod) -> None:
         major = [i * 24 for i, d in enumerate(days) if d.day in (1, 5, 10, 15, 20, 25)]
         major.append(period.hours)
         labels = [d.strftime("%m-%d") for d in days if d.day in (1, 5, 10, 15, 20, 25)]
-        labels.append(period.end.astimezone(CHINA_TZ).strftime("%m-%d"))
+        labels.append(period.end.astimezone(CST).strftime("%m-%d"))
         ax.xaxis.set_minor_locator(FixedLocator([i * 24 for i in range(len(days) + 1)]))
     ax.set_xticks(major, labels)
     ax.grid(True, axis="y", color=_GRID, linewidth=0.6)

@@ -24,7 +24,8 @@ from reports.labels import (
     rule_label,
 )
 from reports.tables import Report
-from stackwatch.compliance import CHINA_TZ, HourStatus, LimitKind
+from stackwatch.beijing_time import CST
+from stackwatch.compliance import HourStatus, LimitKind
 from stackwatch.report_period import ReportKind
 
 __all__ = ["TITLES", "render_html"]
@@ -36,7 +37,7 @@ TITLES: dict[ReportKind, tuple[str, str]] = {
 
 
 def _bj(ts: datetime | None) -> str:
-    return "—" if ts is None else ts.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+    return "—" if ts is None else ts.astimezone(CST).strftime("%Y-%m-%d %H:%M")
 
 
 def _num(value: float | None) -> str:

@@ -20,7 +20,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from reports.model import AlertEntry, HourEntry, ReportData, StackEntry, VerdictEntry
 from reports.params import ReportParams
-from stackwatch.compliance import CHINA_TZ, HourStatus, LimitKind
+from stackwatch.beijing_time import CST
+from stackwatch.compliance import HourStatus, LimitKind
 from stackwatch.report_stats import CaptureRate, LimitTally, capture_rate, tally_statuses
 
 __all__ = [
@@ -342,7 +343,7 @@ def _daily(
     data: ReportData, status: dict[tuple[str, str, datetime], HourStatus]
 ) -> list[DailyLine]:
     """Per stack, factor and Beijing day: valid and exceeded hours, the closed day's mass."""
-    tz = CHINA_TZ
+    tz = CST
     valid: dict[tuple[str, str, datetime], int] = defaultdict(int)
     exceeded: dict[tuple[str, str, datetime], int] = defaultdict(int)
     for h in data.hours:

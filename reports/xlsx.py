@@ -29,7 +29,7 @@ from reports.labels import (
     rule_label,
 )
 from reports.tables import Report
-from stackwatch.compliance import CHINA_TZ
+from stackwatch.beijing_time import CST
 
 __all__ = ["SHEETS", "write_xlsx"]
 
@@ -56,7 +56,7 @@ _NUMBER = "#,##0.00"
 
 def _local(ts: datetime | None) -> datetime | None:
     """Naive Beijing time (an Excel cell cannot hold a time zone)."""
-    return None if ts is None else ts.astimezone(CHINA_TZ).replace(tzinfo=None)
+    return None if ts is None else ts.astimezone(CST).replace(tzinfo=None)
 
 
 def _width(value: Any) -> int:

@@ -29,7 +29,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulators.events import Event, ReadingEvents, frame_events
-from simulators.plants import CST, FLOW, O2, POLLUTANTS, PlantModel, ProcessProfile, Reading
+from simulators.plants import FLOW, O2, POLLUTANTS, PlantModel, ProcessProfile, Reading
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import DecodedFrame
 
 Cn = Literal["2011", "2051", "2061", "2031"]

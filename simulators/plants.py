@@ -22,13 +22,11 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Literal
 
 from simulators.noise import AR1, bounded
-
-#: Beijing time: HJ 212 DataTime, hours and days are local time (UTC+8, no DST).
-CST = timezone(timedelta(hours=8), "CST")
+from stackwatch.beijing_time import CST
 
 PM, SO2, NOX, O2 = "a34013", "a21026", "a21002", "a19001"
 FLOW, VELOCITY, TEMP, PRESSURE, HUMIDITY = "a00000", "a01011", "a01012", "a01013", "a01014"

@@ -33,7 +33,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from simulators.client import LoggerClient
-from simulators.plants import CST
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import build_frames, crc16, decode_frame, split_frames
 from stackwatch.logger_profile import profile
 from stackwatch.registry import StackInfo, StackRegistry

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from simulators.events import Duration, Event
 from simulators.logger import LoggerConfig, StackSimulator
-from simulators.plants import CST, PROFILES, profile_for
+from simulators.plants import PROFILES, profile_for
+from stackwatch.beijing_time import CST
 from stackwatch.registry import SECTOR_PROCESSES, Sm4Key, StackInfo, StackRegistry
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"

@@ -37,7 +37,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from sinks.db import build_conninfo
+from sinks.db import LazyPool
 from sinks.rate_limit import RateLimiter
 from stackwatch.notify.ack import AckCommand, AckRequest
 
@@ -132,24 +132,14 @@ class PgAlertRepository:
     def __init__(self, dsn: str, *, max_size: int = 4) -> None:
         self.dsn = dsn
         self.max_size = max_size
-        self._pool: AsyncConnectionPool | None = None
+        self._pool = LazyPool(dsn, name="stackwatch-ack-api", max_size=max_size, autocommit=True)
 
     async def _open(self) -> AsyncConnectionPool:
-        if self._pool is None:
-            pool = AsyncConnectionPool(
-                build_conninfo(self.dsn), min_size=1, max_size=self.max_size, open=False,
-                kwargs={"autocommit": True, "application_name": "stackwatch-ack-api"},
-                name="stackwatch-ack-api",
-            )
-            await pool.open()
-            self._pool = pool
-        return self._pool
+        return await self._pool.get()
 
     async def close(self) -> None:
         """Close the pool's connections."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pool.close()
 
     async def _query(self, sql: str, params: dict[str, Any]) -> list[ActiveAlert]:
         pool = await self._open()

@@ -38,6 +38,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sinks.ack_api import AckPublisher, AlertNotOpenError, AlertRepository, publish_ack
 from sinks.db import build_conninfo
 from stackwatch.alerts import AlertEvent
+from stackwatch.beijing_time import CST
 from stackwatch.hj212.codes import factor_info
 from stackwatch.notify.ack import AckRequest
 from stackwatch.notify.ack_link import (
@@ -46,7 +47,7 @@ from stackwatch.notify.ack_link import (
     LinkExpiredError,
     LinkForgedError,
 )
-from stackwatch.notify.render import BEIJING, alert_dashboard_url, format_number
+from stackwatch.notify.render import alert_dashboard_url, format_number
 
 __all__ = [
     "FLAG_LABELS",
@@ -366,7 +367,7 @@ def trend_chart(
             css = "over"
         else:
             css = "ok"
-        label = p.period_start.astimezone(BEIJING).strftime("%H") if i % every == 0 else ""
+        label = p.period_start.astimezone(CST).strftime("%H") if i % every == 0 else ""
         bars.append(Bar(
             x=round(left + i * step + step * 0.15, 2), y=round(y_of(v), 2),
             width=round(step * 0.7, 2), height=round(top + plot_h - y_of(v), 2),
@@ -448,7 +449,7 @@ async def _headers(
 
 
 def _time(dt: datetime | None) -> str:
-    return dt.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if dt is not None else "—"
+    return dt.astimezone(CST).strftime("%Y-%m-%d %H:%M") if dt is not None else "—"
 
 
 def _html(ctx: _Context, template: str, status: int, **values: Any) -> web.Response:
@@ -509,7 +510,7 @@ def _page(
         factor_zh=info.name_zh if info else (e.factor or "—"),
         factor_en=info.name_en if info else (e.factor or "—"),
         chart=chart, dashboard=dashboard, flag_labels=FLAG_LABELS, fmt=format_number,
-        time=_time, hm=lambda dt: dt.astimezone(BEIJING).strftime("%H:%M"),
+        time=_time, hm=lambda dt: dt.astimezone(CST).strftime("%H:%M"),
         lifetime_h=format_number(ctx.signer.lifetime.total_seconds() / 3600),
         max_reason=MAX_REASON,
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_CONNECT_TIMEOUT_S = 10
 PGLITE_CONNECT_ATTEMPTS = 20
@@ -169,3 +170,34 @@ async def connect_async(
             await conn.close()
             raise
     return conn
+
+
+class LazyPool:
+    """An async connection pool opened on first use (so inside the event loop that serves)
+    and closed by `close()`; shared by the ack API and the notification outbox."""
+
+    def __init__(self, dsn: str, *, name: str, max_size: int = 4, autocommit: bool = False) -> None:
+        self.dsn = dsn
+        self.name = name
+        self.max_size = max_size
+        self._kwargs: dict[str, Any] = {"application_name": name}
+        if autocommit:
+            self._kwargs["autocommit"] = True
+        self._pool: AsyncConnectionPool | None = None
+
+    async def get(self) -> AsyncConnectionPool:
+        """The pool, opened now if it is not yet."""
+        if self._pool is None:
+            pool = AsyncConnectionPool(
+                build_conninfo(self.dsn), min_size=1, max_size=self.max_size, open=False,
+                kwargs=self._kwargs, name=self.name,
+            )
+            await pool.open()
+            self._pool = pool
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pool's connections (it opens again on the next use)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

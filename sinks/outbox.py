@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from sinks.db import build_conninfo
+from sinks.db import LazyPool
 from sinks.notifiers import DeliveryError, Notifier, NotifierMetrics, channel_id
 from stackwatch.notify.config import Channel, NotifyConfig
 from stackwatch.notify.model import Heartbeat, Notification
@@ -251,23 +251,14 @@ class PgOutbox:
         self.dsn = dsn
         self.name = name
         self.max_size = max_size
-        self._pool: AsyncConnectionPool | None = None
+        self._pool = LazyPool(dsn, name="stackwatch-outbox", max_size=max_size)
 
     async def _open(self) -> AsyncConnectionPool:
-        if self._pool is None:
-            pool = AsyncConnectionPool(
-                build_conninfo(self.dsn), min_size=1, max_size=self.max_size, open=False,
-                name="stackwatch-outbox",
-            )
-            await pool.open()
-            self._pool = pool
-        return self._pool
+        return await self._pool.get()
 
     async def close(self) -> None:
         """Close the pool."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pool.close()
 
     async def load_state(self) -> dict[str, Any] | None:
         """The saved scheduler state of this dispatcher, or None."""

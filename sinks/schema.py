@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+import sqlparse
 from pydantic import BaseModel
 
 logger = logging.getLogger(__name__)
@@ -148,66 +149,14 @@ def discover(
     return result
 
 
-_DOLLAR_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
-
-
 def split_sql(text: str) -> list[str]:
-    """Split a SQL script into statements on top-level `;`.
+    """A migration script's statements, one by one (so an error names the statement).
 
-    Understands '…' strings, "…" identifiers, $tag$ bodies, -- and /* */ comments, so a `;`
-    inside any of them never splits. Comment-only fragments are dropped. E'…' strings with
-    backslash-escaped quotes are not supported: migrations write quotes doubled ('').
+    sqlparse splits on top-level `;`, understanding '…' strings, "…" identifiers, $tag$
+    bodies and -- and /* */ comments (nested too); comment-only fragments are dropped.
     """
-    statements: list[str] = []
-    start = i = 0
-    n = len(text)
-    meaningful = False  # the current fragment has something besides comments/space
-    while i < n:
-        ch = text[i]
-        if ch == "-" and text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end == -1 else end + 1
-            continue
-        if ch == "/" and text.startswith("/*", i):
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if text.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif text.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            continue
-        if ch in "'\"":
-            meaningful = True
-            i += 1
-            while i < n:
-                if text[i] == ch:
-                    if i + 1 < n and text[i + 1] == ch:  # doubled quote = literal quote
-                        i += 2
-                        continue
-                    break
-                i += 1
-            i += 1
-            continue
-        if ch == "$":
-            match = _DOLLAR_RE.match(text, i)
-            if match is not None:
-                meaningful = True
-                close = text.find(match.group(0), match.end())
-                i = n if close == -1 else close + len(match.group(0))
-                continue
-        if ch == ";":
-            if meaningful:
-                statements.append(text[start:i].strip())
-            start, i, meaningful = i + 1, i + 1, False
-            continue
-        if not ch.isspace():
-            meaningful = True
-        i += 1
-    if meaningful:
-        statements.append(text[start:].strip())
-    return statements
+    statements = (part.strip() for part in sqlparse.split(text, strip_semicolon=True))
+    return [st for st in statements if sqlparse.format(st, strip_comments=True).strip(" ;\n")]
 
 
 _CREATE_TABLE = """

@@ -32,15 +32,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from stackwatch.beijing_time import CST
 from stackwatch.conversions import ConversionError, emission_rate_kg_h
-
-CST = timezone(timedelta(hours=8), "CST")
-"""China Standard Time, the zone of HJ 212 DataTime and of every interval boundary."""
 
 _DAY = timedelta(days=1)
 

@@ -31,8 +31,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-#: China Standard Time. Calendar months/days of the 95 % rule are the plant's local calendar.
-CHINA_TZ = timezone(timedelta(hours=8), "CST")
+from stackwatch.beijing_time import CST
 
 #: Default warning fraction of the limit: a proposal, not a standard
 #: (docs/alarms.md#default-thresholds).
@@ -575,7 +574,7 @@ def monthly_conformity(
     hours: Iterable[HourValue],
     limit: Limit,
     *,
-    tz: timezone = CHINA_TZ,
+    tz: timezone = CST,
     required_rate: float = ULTRA_LOW_REQUIRED_RATE,
 ) -> dict[str, Conformity]:
     """Ultra-low conformity per local calendar month (``"YYYY-MM"``), ≥ 95 % required."""
@@ -586,7 +585,7 @@ def daily_conformity(
     hours: Iterable[HourValue],
     limit: Limit,
     *,
-    tz: timezone = CHINA_TZ,
+    tz: timezone = CST,
     required_rate: float = ULTRA_LOW_REQUIRED_RATE,
 ) -> dict[str, Conformity]:
     """The same statistic per local calendar day (``"YYYY-MM-DD"``), for trend reports."""

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from stackwatch.alerts import Condition, Rule
-from stackwatch.compliance import CHINA_TZ
+from stackwatch.beijing_time import CST
 from stackwatch.registry import PermitCap
 
 #: Closed days are kept this long: a year's total and a late revision of last December.
@@ -23,7 +23,7 @@ KEEP_DAYS = 400
 
 
 def _local(ts: datetime) -> datetime:
-    return ts.astimezone(CHINA_TZ)
+    return ts.astimezone(CST)
 
 
 def period_start(cap: PermitCap, hour_start: datetime) -> datetime:

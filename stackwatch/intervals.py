@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from stackwatch.averaging import CST
+from stackwatch.beijing_time import CST
 
 IntervalLabel = Literal["start", "end"]
 """Which end of its interval an aggregate record's DataTime names."""

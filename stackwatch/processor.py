@@ -50,11 +50,11 @@ from stackwatch.alerts import (
     provisional_condition,
 )
 from stackwatch.averaging import (
-    CST,
     Period,
     Sample,
     aggregate,
 )
+from stackwatch.beijing_time import CST
 from stackwatch.compliance import (
     DayValue,
     Evidence,

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from stackwatch.compliance import CHINA_TZ
+from stackwatch.beijing_time import CST
 
 __all__ = [
     "ReportKind",
@@ -47,7 +47,7 @@ class ReportPeriod(BaseModel):
     @property
     def label(self) -> str:
         """``2024-06-03`` for a day, ``2024-06`` for a month (Beijing calendar)."""
-        local = self.start.astimezone(CHINA_TZ)
+        local = self.start.astimezone(CST)
         return local.strftime("%Y-%m-%d" if self.kind is ReportKind.DAILY else "%Y-%m")
 
     @property
@@ -57,17 +57,17 @@ class ReportPeriod(BaseModel):
 
     def hour_starts(self) -> list[datetime]:
         """Start of every hour of the period, in Beijing time."""
-        first = self.start.astimezone(CHINA_TZ)
+        first = self.start.astimezone(CST)
         return [first + timedelta(hours=i) for i in range(self.hours)]
 
     def day_starts(self) -> list[datetime]:
         """Local midnight of every day of the period."""
-        first = self.start.astimezone(CHINA_TZ)
+        first = self.start.astimezone(CST)
         return [first + timedelta(days=i) for i in range(self.hours // 24)]
 
 
 def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
+    return datetime(day.year, day.month, day.day, tzinfo=CST)
 
 
 def daily_period(day: date) -> ReportPeriod:
@@ -100,7 +100,7 @@ def parse_period(kind: ReportKind, text: str) -> ReportPeriod:
 
 def default_period(kind: ReportKind, now: datetime) -> ReportPeriod:
     """The last complete period at ``now``: yesterday or last month, Beijing time."""
-    today = now.astimezone(CHINA_TZ).date()
+    today = now.astimezone(CST).date()
     if kind is ReportKind.DAILY:
         return daily_period(today - timedelta(days=1))
     last = today.replace(day=1) - timedelta(days=1)

@@ -40,7 +40,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from stackwatch.averaging import CST, interval_start, period_length
+from stackwatch.averaging import interval_start, period_length
+from stackwatch.beijing_time import CST
 
 STATE_VERSION = 1
 

@@ -19,14 +19,14 @@ import statistics
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import cache
 from itertools import pairwise
 
+from stackwatch.beijing_time import CST
 from tests.oracles import crc_hj212_fast
 from tests.shared_data import SHARED
 
-CST = timezone(timedelta(hours=8))
 HOURS = sorted((SHARED / "data").glob("hj212-capture-2016-08-24-*.h212"))
 """The four consecutive hours, in order."""
 POLLUTANTS = {"01": "a34013", "02": "a21026", "03": "a21002"}

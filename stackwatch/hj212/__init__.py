@@ -8,6 +8,7 @@ Public API::
     build_data_ack(request) -> str | None           # 9014 answer when Flag.A = 1
 """
 
+from stackwatch.beijing_time import CST
 from stackwatch.hj212.builder import (
     HISTORY_CNS,
     FrameSpec,
@@ -41,7 +42,7 @@ from stackwatch.hj212.encryption import (
     parse_key,
 )
 from stackwatch.hj212.framing import MAX_SEGMENT, Framer, judge_record, split_frames
-from stackwatch.hj212.model import CST, REASONS, DecodedFrame, FrameResult, issue_code
+from stackwatch.hj212.model import REASONS, DecodedFrame, FrameResult, issue_code
 from stackwatch.hj212.redact import MASK, frame_digest, redact_credentials
 from stackwatch.hj212.segment import MAX_CP, parse_datatime
 

@@ -16,11 +16,12 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from stackwatch.beijing_time import CST
 from stackwatch.hj212.codes import CODE_2017_TO_2005
 from stackwatch.hj212.crc import crc16_hex
 from stackwatch.hj212.encryption import encrypt_segment
 from stackwatch.hj212.framing import MAX_SEGMENT
-from stackwatch.hj212.model import CST, DecodedFrame
+from stackwatch.hj212.model import DecodedFrame
 from stackwatch.hj212.segment import MAX_CP
 
 __all__ = [

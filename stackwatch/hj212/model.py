@@ -6,10 +6,12 @@ stable (see :data:`REASONS`) so downstream stages and dashboards can count them.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from stackwatch.beijing_time import CST
 
 __all__ = [
     "CST",
@@ -21,8 +23,6 @@ __all__ = [
     "issue_code",
 ]
 
-CST = timezone(timedelta(hours=8))
-"""China Standard Time: HJ 212 ``DataTime``/``QN`` are local clock readings in +08:00."""
 
 Version = Literal["2005", "2017", "2025"]
 

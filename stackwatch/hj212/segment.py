@@ -13,13 +13,14 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, Final, NamedTuple, cast
 
+from stackwatch.beijing_time import CST
 from stackwatch.hj212.codes import (
     NUMERIC_SUFFIXES,
     VALID_DATA_FLAGS,
     is_factor_code,
     normalise_code,
 )
-from stackwatch.hj212.model import CST, Version, issue
+from stackwatch.hj212.model import Version, issue
 
 __all__ = ["MAX_CP", "parse_datatime", "parse_number", "parse_segment"]
 

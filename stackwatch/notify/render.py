@@ -23,17 +23,18 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from stackwatch.alerts import AlertEvent, Rule
+from stackwatch.beijing_time import CST
 from stackwatch.compliance import Severity
 from stackwatch.hj212.codes import factor_info
 from stackwatch.notify.model import AlertItem, Heartbeat, Notification, NotificationKind
 
 __all__ = [
-    "BEIJING",
+    "CST",
     "WECOM_MAX_BYTES",
     "alert_dashboard_url",
     "dashboard_url",
@@ -50,8 +51,6 @@ __all__ = [
     "wecom_payload",
 ]
 
-BEIJING = timezone(timedelta(hours=8), "UTC+8")
-"""HJ 212 DataTime is Beijing time (UTC+8, no DST); messages show times in it."""
 
 WECOM_MAX_BYTES = 4096
 """WeCom group robot: markdown content at most 4096 bytes (UTF-8)."""
@@ -91,7 +90,7 @@ def format_number(value: float | None) -> str:
 
 
 def _time(dt: datetime | None) -> str:
-    return dt.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if dt is not None else "—"
+    return dt.astimezone(CST).strftime("%Y-%m-%d %H:%M") if dt is not None else "—"
 
 
 def _period(start: datetime | None, end: datetime | None) -> str:
@@ -99,7 +98,7 @@ def _period(start: datetime | None, end: datetime | None) -> str:
         return "—"
     if start is None or end is None:
         return f"{_time(start or end)} (UTC+8)"
-    a, b = start.astimezone(BEIJING), end.astimezone(BEIJING)
+    a, b = start.astimezone(CST), end.astimezone(CST)
     tail = b.strftime("%H:%M") if a.date() == b.date() else b.strftime("%Y-%m-%d %H:%M")
     return f"{a.strftime('%Y-%m-%d %H:%M')} – {tail} (UTC+8)"
 

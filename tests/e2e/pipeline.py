@@ -27,7 +27,8 @@ import psycopg
 from embedded.children import Child, spawn_child, stop_child
 from embedded.ports import free_port
 from simulators.client import LoggerClient
-from stackwatch.hj212 import CST, build_frames, decode_frame
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames, decode_frame
 from stackwatch.registry import StackInfo, StackRegistry
 from tests.kafka_topics import create_topics
 

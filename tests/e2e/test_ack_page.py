@@ -62,7 +62,8 @@ from sinks.ack_api import KafkaAckPublisher, PgAlertRepository
 from sinks.ack_page import PgAckPageStore, create_ack_page_app
 from sinks.notifiers import EmailSender, Notifier, PgDeliveryLog, RetryPolicy, WebhookSender
 from stackwatch.alerts import AlertEvent, EventKind
-from stackwatch.hj212 import CST, build_frames
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames
 from stackwatch.models import RawFrame, Verdict
 from stackwatch.notify import NotifyConfig, NotifyScheduler
 from stackwatch.notify.ack_link import AckLinks, AckLinkSigner

@@ -45,7 +45,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -59,6 +59,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from embedded.ports import free_port
 from simulators.scenario import load_scenario
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import build_frames
 from stackwatch.settings import Settings, TopicSettings
 
@@ -67,7 +68,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 STACKWATCH_IMAGE = "stackwatch:"
-BEIJING = timezone(timedelta(hours=8))
 #: Waiting for one service's condition; generous for two busy cores (Faust starts slowly).
 DEADLINE_S = 240.0
 #: The settings behind each container port a stackwatch process may open, and their defaults.
@@ -495,7 +495,7 @@ def send_frame(stack: Stack) -> tuple[str, str]:
     # The example holds the demo profile's loggers: the simulator knows their passwords.
     demo = {s.mn: s.password for s in load_scenario("demo").all_stacks()}
     assert mn in demo, f"{mn} of {registry_file.name} is not a demo logger"
-    now = datetime.now(BEIJING).replace(second=0, microsecond=0)
+    now = datetime.now(CST).replace(second=0, microsecond=0)
     (frame,) = build_frames(cn="2011", mn=mn, pw=demo[mn], data_time=now,
                             values={"a34013": {"Rtd": 3.2}, "a21026": {"Rtd": 12.5}}, ack=True)
     port = gateway.ports[Settings().gateway.port]

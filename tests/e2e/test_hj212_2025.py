@@ -31,8 +31,8 @@ import pytest
 from pydantic import SecretStr
 
 from simulators.client import LoggerClient
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import (
-    CST,
     DecodedFrame,
     build_answer,
     build_frames,

@@ -25,7 +25,8 @@ import psycopg
 import pytest
 
 from simulators.client import LoggerClient
-from stackwatch.hj212 import CST, build_frames, decode_frame
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames, decode_frame
 from stackwatch.registry import StackInfo, StackRegistry
 from tests.e2e.pipeline import Pipeline, fresh_database, migrate, settle
 

@@ -35,7 +35,8 @@ from embedded.prometheus import (
     start_prometheus,
 )
 from simulators.client import LoggerClient
-from stackwatch.hj212 import CST, build_frames, decode_frame
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames, decode_frame
 from stackwatch.models import AckCommand
 from stackwatch.registry import StackInfo, StackRegistry
 from tests.e2e.pipeline import Pipeline, fresh_database, migrate, wait_port

@@ -33,11 +33,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from embedded.ports import free_port
 from embedded.process import terminate
-from stackwatch.hj212 import CST, build_frames
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames
 from stackwatch.models import DeadLetter, RawFrame, Reading, Verdict
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import GatewaySettings, Settings, TopicSettings
-from streams.gateway import MAX_RECORD_BYTES, Gateway
+from streams.gateway import Gateway
+from streams.gateway_judge import MAX_RECORD_BYTES
 from tests.kafka_topics import create_topics
 from tests.oracles import framed
 

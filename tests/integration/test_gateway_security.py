@@ -40,6 +40,7 @@ from stackwatch.registry import Sm4Key, StackInfo, StackRegistry
 from stackwatch.registry_hash import hash_password
 from stackwatch.settings import GatewayGuardSettings, GatewaySettings, Settings, TopicSettings
 from streams.gateway import Gateway
+from tests.integration.test_gateway import qn_of, read_ack, until
 
 pytestmark = pytest.mark.integration
 
@@ -76,22 +77,6 @@ def settings_for(bootstrap: str, prefix: str, guard: GatewayGuardSettings) -> Se
 async def open_from(source: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection from `source` (any 127.x.y.z is this host on Linux)."""
     return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-
-
-async def read_ack(reader: asyncio.StreamReader) -> str:
-    return (await asyncio.wait_for(reader.readuntil(b"\r\n"), 30)).decode()
-
-
-def qn_of(ack: str) -> str:
-    return ack.split("QN=", 1)[1].split(";", 1)[0]
-
-
-async def until(cond: Callable[[], bool], what: str) -> None:
-    for _ in range(6000):
-        if cond():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"gave up waiting: {what}")
 
 
 async def consume(bootstrap: str, topic: str, expected: int) -> list[Any]:

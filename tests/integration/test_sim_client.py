@@ -13,9 +13,10 @@ import pytest
 
 from simulators.clock import SimClock
 from simulators.logger import StackSimulator
-from simulators.plants import CST, profile_for
+from simulators.plants import profile_for
 from simulators.replay import load_replay, replay
 from simulators.runner import TcpSink, run_simulators
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import Framer, build_data_ack, decode_frame
 from tests.shared_data import CAPTURE
 

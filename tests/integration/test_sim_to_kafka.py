@@ -17,7 +17,7 @@ from simulators.clock import SimClock
 from simulators.replay import load_replay, replay
 from simulators.runner import TcpSink, run_simulators
 from simulators.scenario import parse_scenario
-from stackwatch.averaging import CST
+from stackwatch.beijing_time import CST
 from streams.gateway import Gateway
 from tests.integration.test_gateway import consume, settings_for
 from tests.oracles import intact

@@ -38,7 +38,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from embedded.ports import free_port
 from embedded.process import terminate
 from stackwatch.alerts import AlertEvent
-from stackwatch.hj212 import CST, build_frames
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames
 from stackwatch.models import AggregateRecord, RawFrame, Verdict
 from stackwatch.registry import StackInfo, StackRegistry
 from tests.kafka_topics import create_topics

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from sinks.ack_page import AlertEvidence, MinuteFacts, TrendPoint, _nice_step, trend_chart
-from stackwatch.hj212 import CST
+from stackwatch.beijing_time import CST
 
 H7 = datetime(2026, 11, 2, 7, tzinfo=CST)
 

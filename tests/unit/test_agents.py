@@ -16,7 +16,8 @@ import pytest
 from faust.types import TP
 
 from stackwatch.alerts import AlertEvent, EventKind, Rule
-from stackwatch.hj212 import CST, build_frames
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames
 from stackwatch.models import (
     AckCommand,
     AggregateRecord,

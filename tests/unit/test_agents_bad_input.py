@@ -20,7 +20,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from stackwatch.alerts import AlertEvent, EventKind, Rule
-from stackwatch.hj212 import CST, build_frames
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames
 from stackwatch.models import (
     AggregateRecord,
     DeadLetter,

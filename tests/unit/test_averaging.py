@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stackwatch.averaging import (
-    CST,
     AveragingRules,
     EmissionMass,
     Period,
@@ -25,6 +24,7 @@ from stackwatch.averaging import (
     interval_start,
     scaled_rules,
 )
+from stackwatch.beijing_time import CST
 
 HOUR = datetime(2026, 3, 1, 8, 0, tzinfo=CST)
 MINUTE = datetime(2026, 3, 1, 8, 40, tzinfo=CST)

@@ -18,7 +18,8 @@ from stackwatch.hj212 import Framer, FrameResult
 from stackwatch.models import Verdict
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import GatewaySettings
-from streams.gateway import Codec, FramerLike, Gateway, Hj212Codec
+from streams.gateway import Gateway
+from streams.gateway_judge import Codec, FramerLike, Hj212Codec
 from streams.gateway_sink import MemoryFrameSink
 from tests.oracles import crc_hj212
 

@@ -15,14 +15,14 @@ import pytest
 from stackwatch.hj212 import Framer
 from stackwatch.models import Verdict
 from stackwatch.registry import StackInfo, StackRegistry, hash_password
-from streams.gateway import (
+from streams.gateway import format_peer
+from streams.gateway_judge import (
     DecodedLike,
     FrameResultLike,
     FramerLike,
     Hj212Codec,
     Judgement,
     build_records,
-    format_peer,
     frame_text,
     judge_frame,
     split_oversized,

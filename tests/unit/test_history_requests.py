@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from simulators.client import LoggerClient
 from simulators.logger import LoggerConfig, StackSimulator
 from simulators.plants import profile_for
+from stackwatch.beijing_time import CST
 from stackwatch.history_requests import HistoryPlanner, HistoryRequest, HistorySettings
 from stackwatch.hj212 import (
-    CST,
     build_answer,
     build_history_request,
     decode_frame,

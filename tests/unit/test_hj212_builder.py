@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import (
     build_data_ack,
     build_frames,
@@ -20,7 +21,6 @@ from stackwatch.hj212 import (
     reassemble,
 )
 
-CST = timezone(timedelta(hours=8))
 MN = "010000A8900016F000169DC0"
 
 

@@ -7,15 +7,15 @@ checked with a regular expression and the standard's bitwise CRC (HJ 212-2017 Ap
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import DecodedFrame, crc16_bitwise, decode_frame, split_frames
 
 CAPTURE = Path(__file__).parents[3] / "shared" / "data" / "hj212-capture-2016-08-24-05.h212"
-CST = timezone(timedelta(hours=8))
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import DecodedFrame, decode_frame, frame_segment
-
-CST = timezone(timedelta(hours=8))
 
 # --- verbatim examples (docs/hj212.md#test-vectors) ---------------------------------------
 EX1_STANDARD = "##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&1C80"  # noqa: E501 (verbatim vector)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import (
-    CST,
     DecryptionError,
     build_frames,
     cn_requires_encryption,
@@ -30,7 +30,7 @@ from stackwatch.hj212.encryption import sm4_ecb
 from stackwatch.models import RawFrame, Reading, Verdict
 from stackwatch.normalise import reading_from_raw
 from stackwatch.registry import Sm4Key, StackInfo, StackRegistry
-from streams.gateway import Hj212Codec, judge_frame
+from streams.gateway_judge import Hj212Codec, judge_frame
 from tests.oracles import crc_hj212
 
 KEY = bytes([0x30] * 16)

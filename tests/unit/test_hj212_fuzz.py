@@ -34,7 +34,7 @@ from stackwatch.hj212 import segment as seg_mod
 from stackwatch.models import RawFrame, Reading, Verdict
 from stackwatch.normalise import Refusal, reading_from_raw
 from stackwatch.registry import StackInfo, StackRegistry
-from streams.gateway import (
+from streams.gateway_judge import (
     REASON_BAD_PASSWORD,
     REASON_MISSING_MN,
     REASON_UNKNOWN_MN,

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import REASONS, Framer, build_frames, decode_frame, reassemble
 from stackwatch.hj212 import segment as seg_mod
 from stackwatch.hj212.codes import NUMERIC_SUFFIXES, VALID_DATA_FLAGS
 from stackwatch.hj212.segment import new_fields
 from tests.oracles import framed
-
-CST = timezone(timedelta(hours=8))
 
 codes_2017 = st.from_regex(r"[a-z][0-9]{5}", fullmatch=True)
 # Measured values as HJ 212 carries them (N14.2-style: ≤ 14 integer digits, a few decimals).

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from stackwatch.alerts import EventKind, Rule, Severity
+from stackwatch.beijing_time import CST
 from stackwatch.compliance import (
     DayValue,
     HourStatus,
@@ -23,7 +24,7 @@ from stackwatch.compliance import (
     judge_hour,
 )
 from stackwatch.emission_totals import EmissionTotals
-from stackwatch.hj212 import CST, build_frames
+from stackwatch.hj212 import build_frames
 from stackwatch.limits.catalogue import default_catalogue
 from stackwatch.models import AggregateRecord, FactorReading, RawFrame, Reading, ReadingKind
 from stackwatch.models import Verdict as FrameVerdict

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from stackwatch.hj212 import CST, build_frames
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames
 from stackwatch.limits import default_catalogue
 from stackwatch.models import RawFrame, Reading, ReadingKind, Verdict
 from stackwatch.normalise import NormaliseConfig, Refusal, reading_from_raw

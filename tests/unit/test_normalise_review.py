@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from stackwatch.hj212 import CST, build_frames
+from stackwatch.beijing_time import CST
+from stackwatch.hj212 import build_frames
 from stackwatch.models import RawFrame, Reading, Verdict
 from stackwatch.normalise import reading_from_raw
 from stackwatch.registry import StackInfo

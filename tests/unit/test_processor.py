@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from stackwatch.alerts import EventKind, Rule
-from stackwatch.averaging import CST
+from stackwatch.beijing_time import CST
 from stackwatch.compliance import Limit, LimitKind, Severity
 from stackwatch.models import AggregateRecord, FactorReading, Reading, ReadingKind
 from stackwatch.processor import ProcessorConfig, StackProcessor

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stackwatch.alerts import Rule
-from stackwatch.averaging import CST
+from stackwatch.beijing_time import CST
 from stackwatch.compliance import Limit, LimitKind
 from stackwatch.models import AggregateRecord, FactorReading, Reading, ReadingKind
 from stackwatch.processor import ProcessorConfig, StackProcessor

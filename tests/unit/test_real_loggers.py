@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from stackwatch.alerts import AlertEvent, EventKind, Rule
-from stackwatch.averaging import CST
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import frame_segment
 from stackwatch.models import (
     AggregateRecord,

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from simulators.logger import LoggerConfig, StackSimulator
 from simulators.plants import profile_for
 from simulators.replay import load_replay, replay
-from stackwatch.hj212 import CST
+from stackwatch.beijing_time import CST
 from stackwatch.models import Reading, Verdict
 from stackwatch.normalise import reading_from_raw
 from stackwatch.registry import Sm4Key, StackInfo, StackRegistry

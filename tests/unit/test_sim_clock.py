@@ -8,7 +8,7 @@ import pytest
 
 from simulators.client import parse_hostport
 from simulators.clock import SimClock
-from simulators.plants import CST
+from stackwatch.beijing_time import CST
 
 T0 = datetime(2026, 1, 5, tzinfo=CST)
 

@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from simulators.events import Event, parse_duration
 from simulators.logger import SimFrame, StackSimulator
-from simulators.plants import CST, profile_for
+from simulators.plants import profile_for
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import DecodedFrame, Framer, decode_frame
 
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=CST)

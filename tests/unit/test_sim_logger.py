@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from simulators.events import Event
 from simulators.logger import LoggerConfig, SimFrame, StackSimulator, aggregate_flag
-from simulators.plants import CST, profile_for
+from simulators.plants import profile_for
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import DecodedFrame, decode_frame
 
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=CST)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from simulators.plants import CST
 from simulators.replay import (
     ReplayError,
     load_replay,
@@ -16,6 +15,7 @@ from simulators.replay import (
     registry_for,
     shift_wire,
 )
+from stackwatch.beijing_time import CST
 from stackwatch.hj212 import decode_frame
 
 # HJ 212-2017 App. A worked example (CRC 1C80, docs/hj212.md#crc).

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from simulators.noise import AR1
-from simulators.plants import CST, PROFILES, profile_for
+from simulators.plants import PROFILES, profile_for
 from simulators.scenario import ScenarioError, load_scenario, parse_scenario
+from stackwatch.beijing_time import CST
 from stackwatch.registry import SECTOR_PROCESSES, StackRegistry
 
 

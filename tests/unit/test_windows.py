@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stackwatch.averaging import CST, Sample, aggregate_hour
+from stackwatch.averaging import Sample, aggregate_hour
+from stackwatch.beijing_time import CST
 from stackwatch.windows import (
     AddStatus,
     ClosedWindow,
