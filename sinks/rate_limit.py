@@ -10,15 +10,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from stackwatch.token_bucket import TokenBucket
 
 __all__ = ["RateLimiter"]
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
 
 
 class RateLimiter:
@@ -38,7 +33,7 @@ class RateLimiter:
         self.burst = burst
         self.clock = clock
         self.max_keys = max_keys
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def check(self, key: str) -> float:
         """Take one request for ``key``: 0.0 when allowed, else the seconds until one is."""
@@ -47,24 +42,15 @@ class RateLimiter:
         if bucket is None:
             if len(self._buckets) >= self.max_keys:  # bounded memory: forget full buckets
                 self._prune(now)
-            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), at=now)
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.rate)
-        bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+        return bucket.take(now)
 
     def retry_after(self, wait_s: float) -> str:
         """``Retry-After`` header value (whole seconds, at least 1)."""
         return str(max(1, math.ceil(wait_s)))
 
     def _prune(self, now: float) -> None:
-        full = [
-            k for k, b in self._buckets.items()
-            if b.tokens + (now - b.at) * self.rate >= self.burst
-        ]
-        for key in full:
+        for key in [k for k, b in self._buckets.items() if b.full(now)]:
             del self._buckets[key]
         if len(self._buckets) >= self.max_keys:
             self._buckets.clear()

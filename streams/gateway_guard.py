@@ -24,36 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stackwatch.settings import GatewayGuardSettings
+from stackwatch.token_bucket import TokenBucket
 
-__all__ = ["Block", "FailureTracker", "GatewayGuard", "LogThrottle", "TokenBucket"]
+__all__ = ["Block", "FailureTracker", "GatewayGuard", "LogThrottle"]
 
 Clock = Callable[[], float]
 
 #: The gateway's reasons for frames refused unchecked.
 REASON_BANNED = "banned"
 REASON_LOCKED_OUT = "locked_out"
-
-
-class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved; one token per frame."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst ≥ 1")
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at = now
-
-    def take(self, now: float) -> float:
-        """Take a token: 0.0 if one was there, else the seconds until one will be (none taken)."""
-        if now > self._at:
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-            self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.rate
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
@@ -40,7 +39,7 @@ from stackwatch.registry import Sm4Key, StackInfo, StackRegistry
 from stackwatch.registry_hash import hash_password
 from stackwatch.settings import GatewayGuardSettings, GatewaySettings, Settings, TopicSettings
 from streams.gateway import Gateway
-from tests.integration.test_gateway import qn_of, read_ack, until
+from tests.integration.test_gateway import consume, qn_of, read_ack, until
 
 pytestmark = pytest.mark.integration
 
@@ -77,25 +76,6 @@ def settings_for(bootstrap: str, prefix: str, guard: GatewayGuardSettings) -> Se
 async def open_from(source: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A connection from `source` (any 127.x.y.z is this host on Linux)."""
     return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-
-
-async def consume(bootstrap: str, topic: str, expected: int) -> list[Any]:
-    """Every record of `topic`: wait for `expected`, then make sure there are no more."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        for _ in range(120):
-            if len(records) >= expected:
-                break
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(msgs)
-        for msgs in (await consumer.getmany(timeout_ms=1500)).values():
-            records.extend(msgs)
-    finally:
-        await consumer.stop()
-    return records
 
 
 # --- password guessing ------------------------------------------------------------------

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from stackwatch.settings import GatewayGuardSettings
-from streams.gateway_guard import FailureTracker, GatewayGuard, LogThrottle, TokenBucket
+from stackwatch.token_bucket import TokenBucket
+from streams.gateway_guard import FailureTracker, GatewayGuard, LogThrottle
 
 
 class Clock:
