@@ -34,7 +34,7 @@ from bench.options import BenchOptions
 from bench.results import BenchResult, figure, new_result
 from embedded import running_services
 from sinks.db import connect
-from sinks.writer import READING_COLUMNS
+from sinks.rows import READING_COLUMNS
 from stackwatch.models import RawFrame, Verdict
 from stackwatch.settings import Settings
 

@@ -24,8 +24,8 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from stackwatch.alerts import AlertEvent, Rule
 from stackwatch.beijing_time import CST
+from stackwatch.models import AlertEvent, Rule
 
 AGGREGATE_TABLES = ("minute_aggregates", "hour_aggregates", "day_aggregates")
 

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from commands.options import BootstrapOption, DsnOption, fail
 from stackwatch.notify.ack import AckRequest
 from stackwatch.settings import Settings, get_settings
 
@@ -31,23 +32,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Alerts: acknowledge, list, dispatch notifications, serve the ack API.")
 console = Console()
 
-DsnOption = Annotated[
-    str | None,
-    typer.Option("--dsn", help="PostgreSQL DSN (default: settings, then the embedded server).",
-                 show_default=False),
-]
-BootstrapOption = Annotated[
-    str | None,
-    typer.Option("--bootstrap", help="Kafka host:port (default: settings, then embedded Tansu).",
-                 show_default=False),
-]
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
 def _dsn(dsn: str | None, settings: Settings) -> str:
     from embedded import ServiceError, resolve_database_url
 
@@ -56,7 +40,7 @@ def _dsn(dsn: str | None, settings: Settings) -> str:
     try:
         return resolve_database_url(settings)
     except (ServiceError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _bootstrap(bootstrap: str | None, settings: Settings) -> str:
@@ -67,7 +51,7 @@ def _bootstrap(bootstrap: str | None, settings: Settings) -> str:
     try:
         return resolve_kafka_bootstrap(settings)
     except (ServiceError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 InsecureDevOption = Annotated[
@@ -88,7 +72,7 @@ def _link_signer(settings: Settings, insecure_dev: bool) -> AckLinkSigner | None
     try:
         secret = check_secret(cfg.secret, insecure_dev=insecure_dev)
     except InsecureSecretError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     return AckLinkSigner(secret, lifetime=timedelta(hours=cfg.lifetime_h))
 
 
@@ -115,7 +99,7 @@ def ack(
     try:
         request = AckRequest(by=by, reason=reason)
     except ValidationError as exc:
-        raise _fail(f"invalid acknowledgement: {exc.errors()[0]['msg']}") from None
+        raise fail(f"invalid acknowledgement: {exc.errors()[0]['msg']}") from None
     db, kafka = _dsn(dsn, settings), _bootstrap(bootstrap, settings)
 
     async def run() -> Any:
@@ -132,11 +116,11 @@ def ack(
     try:
         command = asyncio.run(run())
     except AlertNotOpenError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except (psycopg.Error, OSError) as exc:
-        raise _fail(f"database: {exc}") from None
+        raise fail(f"database: {exc}") from None
     except Exception as exc:  # aiokafka errors have no common public base worth naming
-        raise _fail(f"could not publish the acknowledgement: {type(exc).__name__}: {exc}") from None
+        raise fail(f"could not publish the acknowledgement: {type(exc).__name__}: {exc}") from None
     console.print(
         f"acknowledged [bold]{command.alert_id}[/bold] (stack {command.stack_id}) "
         f"by {command.by}: {command.reason}",
@@ -167,7 +151,7 @@ def list_alerts(
     try:
         alerts = asyncio.run(read())
     except (psycopg.Error, OSError) as exc:
-        raise _fail(f"database: {exc}") from None
+        raise fail(f"database: {exc}") from None
     if as_json:
         for a in alerts:
             typer.echo(a.model_dump_json())
@@ -258,18 +242,18 @@ def dispatch(
     try:
         config = NotifyConfig.load(routes)
     except NotifyConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     cfg = settings.notify
     heartbeat = None
     if cfg.heartbeat.group is not None:
         if cfg.heartbeat.group not in {g.name for g in config.groups}:
-            raise _fail(f"STACKWATCH_NOTIFY__HEARTBEAT__GROUP: no group {cfg.heartbeat.group!r} "
+            raise fail(f"STACKWATCH_NOTIFY__HEARTBEAT__GROUP: no group {cfg.heartbeat.group!r} "
                         f"in {routes}")
         heartbeat = HeartbeatPlan(group=cfg.heartbeat.group, interval=cfg.heartbeat.interval)
     try:
         registry = load_registry(registry_file or settings.gateway.registry_file)
     except (OSError, ValueError) as exc:
-        raise _fail(f"registry: {exc}") from None
+        raise fail(f"registry: {exc}") from None
     db, kafka = _dsn(dsn, settings), _bootstrap(bootstrap, settings)
 
     async def run() -> None:
@@ -308,7 +292,7 @@ def dispatch(
             else:
                 scheduler = await load_scheduler_from_outbox(config, outbox)
             dispatcher = AlertDispatcher(
-                scheduler, notifier, registry=registry, outbox=outbox,
+                scheduler, outbox, registry=registry,
                 max_age=cfg.max_age, heartbeat=heartbeat,
             )
             worker = OutboxWorker(
@@ -364,7 +348,7 @@ def api(
     try:
         check_token(settings.api_token, insecure_dev=insecure_dev, users=api_cfg.users)
     except InsecureConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     signer = _link_signer(settings, insecure_dev)
     db, kafka = _dsn(dsn, settings), _bootstrap(bootstrap, settings)
     publisher = KafkaAckPublisher(kafka, settings.topics.alert_commands)
@@ -379,7 +363,7 @@ def api(
             limiter=RateLimiter(api_cfg.rate_per_minute, api_cfg.rate_burst),
         )
     except InsecureConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     page = (
         create_ack_page_app(
             signer=signer,
@@ -425,7 +409,7 @@ def api(
     try:
         asyncio.run(run())
     except OSError as exc:
-        raise _fail(f"cannot serve on {bind_host}:{bind_port}: {exc}") from None
+        raise fail(f"cannot serve on {bind_host}:{bind_port}: {exc}") from None
 
 
 @app.command("hash-token")
@@ -436,6 +420,6 @@ def hash_token_command() -> None:
 
     token = typer.get_text_stream("stdin").read().strip()
     if len(token) < MIN_TOKEN_LENGTH:
-        raise _fail(f"token too short: use at least {MIN_TOKEN_LENGTH} random characters "
+        raise fail(f"token too short: use at least {MIN_TOKEN_LENGTH} random characters "
                     "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
     typer.echo(hash_token(token))

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from commands.options import fail
 from stackwatch.settings import get_settings
 
 app = typer.Typer(help="Database schema: migrations, status, retention (TimescaleDB), logins.")
@@ -42,11 +43,6 @@ def _say(text: str) -> None:
     console.print(text, highlight=False, soft_wrap=True)
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
 def resolve_dsn(dsn: str | None, timescale: bool) -> str:
     """DSN of the target database, or a clear error (see the module docstring for the order)."""
     from embedded import ServiceError, resolve_database_url, resolve_timescale_url
@@ -57,7 +53,7 @@ def resolve_dsn(dsn: str | None, timescale: bool) -> str:
     try:
         return resolve_timescale_url(settings) if timescale else resolve_database_url(settings)
     except (ServiceError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _connect(dsn: str | None, timescale: bool) -> Any:
@@ -69,7 +65,7 @@ def _connect(dsn: str | None, timescale: bool) -> Any:
     try:
         return connect(target, autocommit=True)  # PGlite is detected after connecting
     except (psycopg.Error, DsnError) as exc:
-        raise _fail(f"cannot connect to {redact_dsn(target)}: {str(exc).strip()}") from None
+        raise fail(f"cannot connect to {redact_dsn(target)}: {str(exc).strip()}") from None
 
 
 @app.command()
@@ -96,7 +92,7 @@ def migrate(
     from sinks import schema
 
     if mode not in ("auto", "plain", "timescale"):
-        raise _fail(f"--mode must be auto, plain or timescale, not {mode!r}")
+        raise fail(f"--mode must be auto, plain or timescale, not {mode!r}")
     requested: schema.RequestedMode = "auto"
     if mode == "plain":
         requested = "plain"
@@ -106,7 +102,7 @@ def migrate(
         try:
             result = schema.migrate(conn, requested)
         except schema.SchemaError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     applied = ", ".join(f"{v:04d}" for v in result.applied) or "none (up to date)"
     version = f" (timescaledb {result.timescaledb_version})" if result.timescaledb_version else ""
     _say(f"mode: {result.mode.value}{version}")
@@ -133,7 +129,7 @@ def _set_logins(dsn: str | None, timescale: bool) -> None:
         for login in [replace(login, password=password.get_secret_value())]
     ]
     if not wanted:
-        raise _fail(
+        raise fail(
             "no login to set: give STACKWATCH_DB__WRITER_PASSWORD and/or "
             "STACKWATCH_DB__READER_PASSWORD"
         )
@@ -141,7 +137,7 @@ def _set_logins(dsn: str | None, timescale: bool) -> None:
         try:
             done = ensure_logins(conn, wanted)
         except (LoginError, psycopg.Error) as exc:
-            raise _fail(f"logins: {str(exc).strip()}") from None
+            raise fail(f"logins: {str(exc).strip()}") from None
     for login in wanted:
         if login.user in done:
             _say(f"login {login.user}: member of {login.group}")
@@ -165,7 +161,7 @@ def status(dsn: DsnOption = None, timescale: TimescaleOption = False) -> None:
         try:
             st = schema.status(conn)
         except schema.SchemaError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     ts = st.timescaledb_version or ("available" if st.timescaledb_available else "not available")
     _say(f"mode: {st.mode.value if st.mode else 'not migrated'}   timescaledb: {ts}")
     table = Table("version", "name", "mode", "applied at", "state")
@@ -197,11 +193,11 @@ def retention(
     from sinks import schema
 
     if (days is None) == (not forever):
-        raise _fail("give exactly one of --days N or --forever")
+        raise fail("give exactly one of --days N or --forever")
     keep = None if forever else timedelta(days=days or 0)
     with _connect(dsn, timescale) as conn:
         try:
             schema.set_retention(conn, table, keep)
         except schema.SchemaError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     _say(f"{table}: " + ("kept forever" if keep is None else f"chunks dropped after {days} days"))

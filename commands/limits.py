@@ -1,7 +1,7 @@
 """`stackwatch limits …`: browse and validate the limit catalogue.
 
 For plant managers and inspectors: which limits apply to a stack on a given day, on which
-O2 basis, from which document, and how well the value is sourced (LIMITS.md status key).
+O2 basis, from which document, and how well the value is sourced (docs/limits.md#status-of-a-value).
 """
 
 from __future__ import annotations

@@ -21,9 +21,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from stackwatch.alerts import AlertEvent, EventKind, Rule
 from stackwatch.compliance import Severity
-from stackwatch.models import AggregateRecord
+from stackwatch.models import AggregateRecord, AlertEvent, EventKind, Rule
 from stackwatch.registry import StackRegistry
 
 logger = logging.getLogger(__name__)

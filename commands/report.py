@@ -9,6 +9,7 @@ embedded PostgreSQL 18 of `stackwatch services up`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -17,17 +18,13 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from commands.options import DsnOption, fail
 from stackwatch.report_period import ReportKind, ReportPeriod, default_period, parse_period
 from stackwatch.settings import get_settings
 
 app = typer.Typer(help="Daily and monthly reports (HTML with charts, PDF, XLSX).")
 console = Console()
 
-DsnOption = Annotated[
-    str | None,
-    typer.Option("--dsn", help="PostgreSQL DSN (default: settings, then the embedded server).",
-                 show_default=False),
-]
 StackOption = Annotated[
     str | None, typer.Option("--stack", help="One stack (its stack id).", show_default=False)
 ]
@@ -40,11 +37,6 @@ CityOption = Annotated[
 OutOption = Annotated[
     Path, typer.Option("--out", help="Directory for the .html, .pdf and .xlsx files.")
 ]
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 def _run(
@@ -66,24 +58,24 @@ def _run(
     chosen = [(s, v) for s, v in ((Scope.STACK, stack), (Scope.PLANT, plant),
                                   (Scope.CITY, city)) if v is not None]
     if len(chosen) > 1:
-        raise _fail("give at most one of --stack, --plant and --city (none: all stacks)")
+        raise fail("give at most one of --stack, --plant and --city (none: all stacks)")
     scope, value = chosen[0] if chosen else (Scope.ALL, None)
     now = datetime.now(UTC)
     try:
         period: ReportPeriod = parse_period(kind, when) if when else default_period(kind, now)
         params = ReportParams(period=period, scope=scope, value=value)
     except (ValueError, ValidationError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         db = dsn or resolve_database_url(get_settings())
     except (ServiceError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         files = generate_report(db, params, out, now)
     except ScopeNotFoundError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except psycopg.Error as exc:
-        raise _fail(f"database: {exc}") from None
+        raise fail(f"database: {exc}") from None
     console.print(
         f"[bold]{params.period.kind.value} report {params.period.label}[/bold] · "
         f"{' / '.join(params.scope_text)}",
@@ -94,35 +86,40 @@ def _run(
         console.print(f"  {fmt:<4}  {path}", highlight=False, soft_wrap=True)
 
 
-@app.command()
-def daily(
-    date: Annotated[
-        str | None,
-        typer.Option("--date", help="Beijing day YYYY-MM-DD (default: yesterday).",
-                     show_default=False),
-    ] = None,
-    stack: StackOption = None,
-    plant: PlantOption = None,
-    city: CityOption = None,
-    out: OutOption = Path("."),
-    dsn: DsnOption = None,
-) -> None:
-    """日报: one Beijing calendar day (00:00–24:00 UTC+8)."""
-    _run(ReportKind.DAILY, date, stack, plant, city, out, dsn)
+DayOption = Annotated[
+    str | None,
+    typer.Option("--date", help="Beijing day YYYY-MM-DD (default: yesterday).",
+                 show_default=False),
+]
+MonthOption = Annotated[
+    str | None,
+    typer.Option("--month", help="Beijing month YYYY-MM (default: last month).",
+                 show_default=False),
+]
 
 
-@app.command()
-def monthly(
-    month: Annotated[
-        str | None,
-        typer.Option("--month", help="Beijing month YYYY-MM (default: last month).",
-                     show_default=False),
-    ] = None,
-    stack: StackOption = None,
-    plant: PlantOption = None,
-    city: CityOption = None,
-    out: OutOption = Path("."),
-    dsn: DsnOption = None,
-) -> None:
-    """月报: one Beijing calendar month."""
-    _run(ReportKind.MONTHLY, month, stack, plant, city, out, dsn)
+def _command(kind: ReportKind, when_option: object, doc: str) -> Callable[..., None]:
+    """The command of one report kind: its period option (`when_option`) and the shared
+    scope, output and database options."""
+
+    def command(
+        when: str | None = None,
+        stack: StackOption = None,
+        plant: PlantOption = None,
+        city: CityOption = None,
+        out: OutOption = Path("."),
+        dsn: DsnOption = None,
+    ) -> None:
+        _run(kind, when, stack, plant, city, out, dsn)
+
+    command.__annotations__["when"] = when_option  # typer reads the option from here
+    command.__doc__ = doc
+    return command
+
+
+daily = app.command("daily")(
+    _command(ReportKind.DAILY, DayOption, "日报: one Beijing calendar day (00:00–24:00 UTC+8).")
+)
+monthly = app.command("monthly")(
+    _command(ReportKind.MONTHLY, MonthOption, "月报: one Beijing calendar month.")
+)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
+from commands import options
 from stackwatch.settings import get_settings
 
 app = typer.Typer(help="Storage writer: every topic into the database, idempotently.")
@@ -24,16 +25,12 @@ log = logging.getLogger("stackwatch.sinks")
 
 @app.command()
 def run(
-    bootstrap: Annotated[
-        str | None, typer.Option(help="Kafka host:port (default: settings / embedded Tansu).")
-    ] = None,
+    bootstrap: options.BootstrapOption = None,
     database_url: Annotated[
         str | None,
         typer.Option(help="PostgreSQL DSN (default: STACKWATCH_DATABASE_URL / embedded PG)."),
     ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Prometheus /metrics port (0 = no endpoint).")
-    ] = None,
+    metrics_port: options.MetricsPortOption = None,
     app_id: Annotated[
         str, typer.Option(help="Faust app id = consumer group of the writer.")
     ] = "stackwatch-sinks",
@@ -49,8 +46,8 @@ def run(
     registry_file: Annotated[
         Path | None, typer.Option("--registry", help="YAML stack registry to sync into `stacks`.")
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Faust data directory.")] = None,
-    log_level: Annotated[str, typer.Option(help="Faust worker log level.")] = "info",
+    data_dir: options.FaustDataDirOption = None,
+    log_level: options.LogLevelOption = "info",
 ) -> None:
     """Run the writer until SIGTERM/SIGINT. Offsets are committed only after the database
     commit; while the database is down the writer backs off and consumes nothing."""
@@ -61,23 +58,16 @@ def run(
     from sinks.db import DsnError, redact_dsn
     from streams.sink_app import create_sink_app
 
-    base = get_settings()
-    overrides: dict[str, object] = {}
-    if metrics_port is not None:
-        overrides["metrics_port"] = metrics_port
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    if registry_file is not None:
-        overrides["gateway"] = base.gateway.model_copy(update={"registry_file": registry_file})
-    settings = base.model_copy(update=overrides)
+    settings = options.with_overrides(
+        get_settings(), bootstrap=bootstrap, metrics_port=metrics_port, registry_file=registry_file
+    )
     try:
         registry = load_registry(settings.gateway.registry_file)
         broker = resolve_kafka_bootstrap(settings)
         dsn = database_url or resolve_database_url(settings)
         shown_dsn = redact_dsn(dsn)
     except (OSError, ValidationError, yaml.YAMLError, ServiceError, DsnError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(code=1) from exc
+        raise options.fail(exc, console, soft_wrap=False) from exc
     sink = create_sink_app(
         settings,
         broker=broker,

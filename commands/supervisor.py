@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,8 @@ from embedded.prometheus import (
     prometheus_binary,
     start_prometheus,
 )
-from stackwatch.alerts import Rule
 from stackwatch.compliance import Severity
+from stackwatch.models import Rule
 from stackwatch.settings import Settings
 from streams.gateway import Gateway
 
@@ -275,8 +275,3 @@ def _summary(state: LiveState, frames: int) -> DemoSummary:
         offline_raised=state.alert_counts.get((Rule.OFFLINE.value, "raise"), 0),
         children_exit_codes={},
     )
-
-
-def utc_now() -> datetime:
-    """Wall clock (for logs)."""
-    return datetime.now().astimezone()

@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 
+from commands import options
 from stackwatch.settings import get_settings
 
 app = typer.Typer(help="Stream worker: raw frames → readings → aggregates and alerts.")
@@ -25,21 +26,17 @@ log = logging.getLogger("stackwatch.worker")
 
 @app.command()
 def run(
-    bootstrap: Annotated[
-        str | None, typer.Option(help="Kafka host:port (default: settings / embedded Tansu).")
-    ] = None,
+    bootstrap: options.BootstrapOption = None,
     web_port: Annotated[int | None, typer.Option(help="Faust web port.")] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Prometheus /metrics port (0 = no endpoint).")
-    ] = None,
+    metrics_port: options.MetricsPortOption = None,
     app_id: Annotated[
         str, typer.Option(help="Faust app id = consumer group and changelog topic prefix.")
     ] = "stackwatch-worker",
     registry_file: Annotated[
         Path | None, typer.Option("--registry", help="YAML stack registry.")
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Faust data directory.")] = None,
-    log_level: Annotated[str, typer.Option(help="Faust worker log level.")] = "info",
+    data_dir: options.FaustDataDirOption = None,
+    log_level: options.LogLevelOption = "info",
 ) -> None:
     """Run the stream worker until SIGTERM/SIGINT (graceful: offsets and changelog flushed)."""
     import faust
@@ -49,23 +46,18 @@ def run(
     from embedded import ServiceError, resolve_kafka_bootstrap
     from streams.app import create_app
 
-    base = get_settings()
-    overrides: dict[str, object] = {}
-    if web_port is not None:
-        overrides["web_port"] = web_port
-    if metrics_port is not None:
-        overrides["metrics_port"] = metrics_port
-    if bootstrap:
-        overrides["kafka_bootstrap"] = bootstrap
-    if registry_file is not None:
-        overrides["gateway"] = base.gateway.model_copy(update={"registry_file": registry_file})
-    settings = base.model_copy(update=overrides)
+    settings = options.with_overrides(
+        get_settings(),
+        bootstrap=bootstrap,
+        metrics_port=metrics_port,
+        registry_file=registry_file,
+        web_port=web_port,
+    )
     try:
         registry = load_registry(settings.gateway.registry_file)
         broker = resolve_kafka_bootstrap(settings)
     except (OSError, ValidationError, yaml.YAMLError, ServiceError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(code=1) from exc
+        raise options.fail(exc, console, soft_wrap=False) from exc
     metrics = CollectorRegistry()
     worker_app = create_app(
         settings,

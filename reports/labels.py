@@ -6,9 +6,10 @@ Factor names come from HJ 212-2017 App. B.2 (`stackwatch.hj212.codes`), alert ti
 
 from __future__ import annotations
 
-from stackwatch.alerts import RULE_TITLES, Rule
+from stackwatch.alerts import RULE_TITLES
 from stackwatch.compliance import LEVEL_TERMS, HourStatus, Level, LimitKind, Severity
 from stackwatch.hj212.codes import factor_info
+from stackwatch.models import Rule
 
 __all__ = [
     "KIND_LABELS",

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from stackwatch.backoff import BackoffPolicy
 from stackwatch.hj212 import HISTORY_CNS, DecodedFrame, Framer, decode_frame
 
 HistoryServer = Callable[[DecodedFrame], Awaitable[list[str]]]
@@ -38,6 +40,10 @@ def parse_hostport(value: str, *, default_host: str = "127.0.0.1") -> tuple[str,
 
 class ClientClosed(RuntimeError):
     """`send` was called on (or interrupted by) a closed client."""
+
+
+class _NoAnswer(Exception):
+    """No 9014 answer within `ack_timeout`: the frame is sent again (or given up on)."""
 
 
 @dataclass
@@ -81,6 +87,8 @@ class LoggerClient:
         self.connect_timeout = connect_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        # waits of 1, 2, 4 … backoff_max s, each ±10 % so reconnecting loggers spread out
+        self._backoff = BackoffPolicy(backoff_initial, 2.0, backoff_max, jitter=0.1)
         self.stats = ClientStats()
         self.on_history_request = on_history_request
         self._answers: set[asyncio.Task[None]] = set()
@@ -98,77 +106,103 @@ class LoggerClient:
     async def send(self, text: str | bytes, *, ack: bool, qn: str | None) -> None:
         """Deliver one frame; returns once it is acknowledged (ack) or written (no ack)."""
         data = text.encode("utf-8") if isinstance(text, str) else text
-        wait_ack = ack and bool(qn)
+        wait_qn = qn if ack and qn else None
         async with self._lock:
             self.stats.frames += 1
-            attempts = 0
-            first = True
-            while True:
-                if self._closed:
-                    raise ClientClosed(f"client for {self.mn or self.host} is closed")
-                writer = await self._ensure_connected()
-                future: asyncio.Future[None] | None = None
-                if wait_ack:
-                    assert qn is not None
-                    future = asyncio.get_running_loop().create_future()
-                    self._waiting[qn] = future
-                try:
-                    writer.write(data)
-                    await writer.drain()
-                except (ConnectionError, OSError) as err:
-                    log.info("write failed, reconnecting", extra={"mn": self.mn, "err": str(err)})
-                    await self._drop()
-                    continue
-                finally:
-                    self.stats.writes += 1
-                    if not first:
-                        self.stats.resent += 1
-                    first = False
-                if future is None:
-                    return
-                try:
-                    await asyncio.wait_for(future, self.ack_timeout)
-                    self.stats.acked += 1
-                    return
-                except TimeoutError:
-                    self.stats.timeouts += 1
-                    attempts += 1
-                    if attempts > self.retries:
-                        # Table 1: after ReCount retries the exchange has failed; a logger
-                        # moves on (the platform can ask for the data later, 2051/2061 with
-                        # BeginTime/EndTime) instead of blocking its whole upload queue.
-                        log.warning("no 9014 answer after retries, giving up on this frame",
-                                    extra={"mn": self.mn, "qn": qn, "retries": self.retries})
-                        self.stats.gave_up += 1
-                        return
-                except (ConnectionError, OSError):
-                    await self._drop()
-                finally:
-                    if qn is not None and self._waiting.get(qn) is future:
-                        del self._waiting[qn]
+            unanswered = 0
+
+            def retries_spent(state: RetryCallState) -> bool:
+                return unanswered > self.retries
+
+            # A lost connection is re-sent on the next one (never counts as a retry); a
+            # missing 9014 is re-sent up to `retries` times (HJ 212-2017 Table 1 ReCount).
+            resending = AsyncRetrying(
+                retry=retry_if_exception_type((_NoAnswer, ConnectionError, OSError)),
+                stop=retries_spent,
+                reraise=True,
+            )
+            try:
+                async for attempt in resending:
+                    with attempt:
+                        try:
+                            await self._exchange(data, wait_qn,
+                                                 resend=attempt.retry_state.attempt_number > 1)
+                        except _NoAnswer:
+                            unanswered += 1
+                            raise
+            except _NoAnswer:
+                # Table 1: after ReCount retries the exchange has failed; a logger moves on
+                # (the platform can ask for the data later, 2051/2061 with BeginTime/EndTime)
+                # instead of blocking its whole upload queue.
+                log.warning("no 9014 answer after retries, giving up on this frame",
+                            extra={"mn": self.mn, "qn": qn, "retries": self.retries})
+                self.stats.gave_up += 1
+
+    async def _exchange(self, data: bytes, qn: str | None, *, resend: bool) -> None:
+        """Write the frame once and, with a QN, wait for its 9014. Raises `_NoAnswer` on a
+        timeout and `ConnectionError`/`OSError` when the connection dropped (after closing
+        it, so the next attempt reconnects)."""
+        if self._closed:
+            raise ClientClosed(f"client for {self.mn or self.host} is closed")
+        writer = await self._ensure_connected()
+        future: asyncio.Future[None] | None = None
+        if qn is not None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[qn] = future
+        try:
+            try:
+                writer.write(data)
+                await writer.drain()
+            except (ConnectionError, OSError) as err:
+                log.info("write failed, reconnecting", extra={"mn": self.mn, "err": str(err)})
+                await self._drop()
+                raise
+            finally:
+                self.stats.writes += 1
+                if resend:
+                    self.stats.resent += 1
+            if future is None:
+                return
+            try:
+                await asyncio.wait_for(future, self.ack_timeout)
+                self.stats.acked += 1
+            except TimeoutError:
+                self.stats.timeouts += 1
+                raise _NoAnswer from None
+            except (ConnectionError, OSError):
+                await self._drop()
+                raise
+        finally:
+            if qn is not None and self._waiting.get(qn) is future:
+                del self._waiting[qn]
 
     async def _ensure_connected(self) -> asyncio.StreamWriter:
         if self._writer is not None and not self._writer.is_closing():
             return self._writer
-        delay = self.backoff_initial
-        while True:
-            if self._closed:
-                raise ClientClosed(f"client for {self.mn or self.host} is closed")
-            try:
+        reconnecting = AsyncRetrying(
+            retry=retry_if_exception_type((OSError, TimeoutError)),
+            wait=self._backoff.wait(),
+            before_sleep=self._connect_failed,
+            reraise=True,
+        )
+        async for attempt in reconnecting:
+            with attempt:
+                if self._closed:
+                    raise ClientClosed(f"client for {self.mn or self.host} is closed")
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.port), self.connect_timeout
                 )
-            except (OSError, TimeoutError) as err:
-                self.stats.connect_failures += 1
-                log.info("connect failed, backing off",
-                         extra={"mn": self.mn, "err": str(err), "delay_s": round(delay, 2)})
-                await asyncio.sleep(delay * (0.9 + 0.2 * random.random()))
-                delay = min(self.backoff_max, delay * 2)
-                continue
-            self.stats.connects += 1
-            self._writer = writer
-            self._reader_task = asyncio.create_task(self._read_loop(reader))
-            return writer
+        self.stats.connects += 1
+        self._writer = writer
+        self._reader_task = asyncio.create_task(self._read_loop(reader))
+        return writer
+
+    def _connect_failed(self, state: RetryCallState) -> None:
+        err = state.outcome.exception() if state.outcome is not None else None
+        self.stats.connect_failures += 1
+        log.info("connect failed, backing off",
+                 extra={"mn": self.mn, "err": str(err),
+                        "delay_s": round(state.upcoming_sleep, 2)})
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         """Read the gateway's frames; resolve the waiter of each 9014 by its QN."""

@@ -37,9 +37,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from sinks.ack_api import AckPublisher, AlertNotOpenError, AlertRepository, publish_ack
 from sinks.db import build_conninfo
-from stackwatch.alerts import AlertEvent
 from stackwatch.beijing_time import CST
 from stackwatch.hj212.codes import factor_info
+from stackwatch.models import AlertEvent
 from stackwatch.notify.ack import AckRequest
 from stackwatch.notify.ack_link import (
     AckLinkClaims,

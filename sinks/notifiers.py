@@ -1,17 +1,17 @@
-"""Alert delivery: webhooks (httpx) and e-mail (aiosmtplib), retries with backoff, delivery log.
+"""Alert delivery: webhooks (httpx) and e-mail (aiosmtplib), and the delivery log.
 
-The dispatcher's durable path (``sinks/outbox.py``) calls :meth:`Notifier.attempt` — one
-attempt, the outbox owns the retries, so they survive restarts — and records the outcome
-with :meth:`Notifier.record`. :meth:`Notifier.send` (in-process retries, about 15 s) is the
-direct path used without an outbox.
+Notifications have one delivery path, the durable outbox (``sinks/outbox.py``): its worker
+calls :meth:`Notifier.attempt` — one attempt; the outbox owns the retries and their
+back-off, so they survive restarts — and records the finished outcome with
+:meth:`Notifier.record`.
 
-A :class:`Notifier` turns one :class:`~stackwatch.notify.Notification` into deliveries (one
-per recipient channel), renders each for its channel, sends it with exponential backoff and
-writes every attempt to the delivery log (table ``notifications``: one row per alert event,
-channel and recipient; retries update the row). With acknowledgement links on, each delivery
-is rendered with links signed for *its* recipient (one fresh link per alert and recipient), so
-whoever opens a link is recorded as the person the message went to. A failed delivery never
-raises: it is logged with its reason, so one broken robot URL cannot stop the dispatcher.
+A :class:`Notifier` renders a :class:`~stackwatch.notify.Notification` (or a heartbeat) for
+one recipient channel, sends it, and writes outcomes to the delivery log (table
+``notifications``: one row per alert event, channel and recipient). With acknowledgement links
+on, each delivery is rendered with links signed for *its* recipient (one fresh link per alert
+and recipient), so whoever opens a link is recorded as the person the message went to. A
+failed attempt raises :class:`DeliveryError`, which says whether retrying can help; it never
+leaks a robot URL's token.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import html
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -53,7 +52,6 @@ from stackwatch.notify.render import (
     render_text,
     wecom_payload,
 )
-from stackwatch.notify.routing import deliveries
 from stackwatch.settings import SmtpSettings
 
 __all__ = [
@@ -61,16 +59,13 @@ __all__ = [
     "DeliveryLog",
     "DeliveryRow",
     "EmailSender",
-    "MemoryDeliveryLog",
     "Notifier",
     "NotifierMetrics",
     "PgDeliveryLog",
-    "RetryPolicy",
     "WebhookSender",
     "build_email",
     "channel_id",
     "dingtalk_signed_url",
-    "send_with_retries",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,59 +83,6 @@ class DeliveryError(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff: delay(n) = min(initial × factor^(n-1), max) before attempt n+1."""
-
-    attempts: int = 5
-    initial_delay_s: float = 1.0
-    factor: float = 2.0
-    max_delay_s: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
-        return min(self.initial_delay_s * self.factor ** (attempt - 1), self.max_delay_s)
-
-
-class AttemptResult(BaseModel):
-    """Outcome of one delivery after all its attempts."""
-
-    model_config = ConfigDict(frozen=True)
-
-    status: Status
-    attempts: int
-    error: str | None = None
-    sent_at: AwareDatetime | None = None
-
-
-async def send_with_retries(
-    op: Callable[[], Awaitable[None]],
-    policy: RetryPolicy,
-    *,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    on_attempt: Callable[[int, str | None], Awaitable[None]] | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> AttemptResult:
-    """Run ``op`` until it succeeds, fails permanently or the attempts are spent.
-
-    ``on_attempt(n, error)`` is awaited after every failed attempt that will be retried.
-    """
-    error: str | None = None
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            await op()
-        except DeliveryError as exc:
-            error = str(exc)
-            if not exc.retryable or attempt == policy.attempts:
-                return AttemptResult(status="failed", attempts=attempt, error=error)
-        else:
-            return AttemptResult(status="sent", attempts=attempt, sent_at=clock())
-        if on_attempt is not None:
-            await on_attempt(attempt, error)
-        await sleep(policy.delay(attempt))
-    return AttemptResult(status="failed", attempts=policy.attempts, error=error)
 
 
 def channel_id(channel: Channel) -> str:
@@ -291,26 +233,6 @@ class DeliveryLog(Protocol):
         """Record that these alerts reached escalation ``level`` (never lowers it)."""
 
 
-class MemoryDeliveryLog:
-    """Keeps rows in memory (tests, `--no-db` dry runs); latest row per natural key."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, int, str, str], DeliveryRow] = {}
-        self.history: list[DeliveryRow] = []
-        self.levels: dict[str, int] = {}
-
-    async def write(self, rows: Sequence[DeliveryRow]) -> None:
-        """Record rows."""
-        for row in rows:
-            self.rows[(row.alert_id, row.event_seq, row.channel, row.recipient)] = row
-            self.history.append(row)
-
-    async def escalated(self, alert_ids: Sequence[str], level: int) -> None:
-        """Record levels."""
-        for alert_id in alert_ids:
-            self.levels[alert_id] = max(level, self.levels.get(alert_id, 0))
-
-
 _UPSERT = """
 INSERT INTO notifications (alert_id, event_seq, channel, recipient, status, attempts, error,
                            sent_at)
@@ -422,7 +344,7 @@ class NotifierMetrics:
 
 
 class Notifier:
-    """Renders, sends (with retries) and logs every delivery of a notification."""
+    """Renders and sends one delivery attempt, and logs finished deliveries."""
 
     def __init__(
         self,
@@ -432,8 +354,6 @@ class Notifier:
         webhook: WebhookSender,
         email: EmailSender,
         delivery_log: DeliveryLog,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: NotifierMetrics | None = None,
         ack_links: AckLinks | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -446,18 +366,6 @@ class Notifier:
         self.webhook = webhook
         self.email = email
         self.log = delivery_log
-        self.retry = retry or RetryPolicy()
-        self.sleep = sleep
-
-    async def send(self, notification: Notification) -> list[tuple[Delivery, AttemptResult]]:
-        """Deliver to every recipient channel concurrently; returns each outcome."""
-        if notification.kind is NotificationKind.ESCALATION:
-            await self.log.escalated(
-                [item.event.alert_id for item in notification.alerts], notification.level
-            )
-        items = deliveries(self.config, notification)
-        results = await asyncio.gather(*(self.deliver(d) for d in items))
-        return list(zip(items, results, strict=True))
 
     def links_for(self, delivery: Delivery) -> dict[str, str] | None:
         """Alert id → acknowledgement link signed for this delivery's recipient (open alerts
@@ -552,44 +460,3 @@ class Notifier:
             )
             for item in delivery.notification.alerts
         ]
-
-    async def deliver(self, delivery: Delivery) -> AttemptResult:
-        """Send one delivery with retries; every attempt is written to the delivery log."""
-        try:
-            op = self._operation(delivery)
-        except Exception as exc:  # rendering must never take the dispatcher down
-            log.exception("notification rendering failed")
-            result = AttemptResult(status="failed", attempts=0, error=f"render: {exc}")
-            self.metrics.deliveries.labels(
-                channel=delivery.channel_type, kind=delivery.notification.kind.value,
-                outcome="failed",
-            ).inc()
-            await self.log.write(self._rows(delivery, "failed", 0, result.error, None))
-            return result
-        await self.log.write(self._rows(delivery, "pending", 0, None, None))
-
-        async def progress(attempt: int, error: str | None) -> None:
-            self.metrics.retries.labels(channel=delivery.channel_type).inc()
-            await self.log.write(self._rows(delivery, "pending", attempt, error, None))
-
-        result = await send_with_retries(op, self.retry, sleep=self.sleep, on_attempt=progress)
-        await self.log.write(
-            self._rows(delivery, result.status, result.attempts, result.error, result.sent_at)
-        )
-        self.metrics.deliveries.labels(
-            channel=delivery.channel_type,
-            kind=delivery.notification.kind.value,
-            outcome=result.status,
-        ).inc()
-        extra = {
-            "recipient": delivery.recipient_label,
-            "kind": delivery.notification.kind.value,
-            "route": delivery.notification.route,
-            "attempts": result.attempts,
-            "alerts": [i.event.alert_id for i in delivery.notification.alerts],
-        }
-        if result.status == "sent":
-            log.info("notification sent", extra=extra)
-        else:
-            log.warning("notification failed", extra=extra | {"error": result.error})
-        return result

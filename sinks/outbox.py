@@ -41,6 +41,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from sinks.db import LazyPool
 from sinks.notifiers import DeliveryError, Notifier, NotifierMetrics, channel_id
+from stackwatch.backoff import BackoffPolicy
 from stackwatch.notify.config import Channel, NotifyConfig
 from stackwatch.notify.model import Heartbeat, Notification
 from stackwatch.notify.routing import deliveries
@@ -67,19 +68,25 @@ OutboxKind = Literal["firing", "repeat", "escalation", "resolved", "heartbeat"]
 
 @dataclass(frozen=True)
 class Backoff:
-    """Wait before attempt n+1 = min(initial × factor^(n−1), max) after n failed attempts."""
+    """The outbox's retry settings (STACKWATCH_NOTIFY__RETRY_*) on the one back-off schedule,
+    :class:`~stackwatch.backoff.BackoffPolicy` (which validates them), without jitter: the
+    wait is stored as the row's next attempt time, not slept, and one worker runs per
+    deployment, so there are no reconnects to spread."""
 
     initial_s: float = 5.0
     factor: float = 2.0
     max_s: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.initial_s <= 0 or self.factor < 1 or self.max_s <= 0:
-            raise ValueError("back-off needs initial_s > 0, factor >= 1, max_s > 0")
+        self.policy()  # refuses invalid settings at construction
+
+    def policy(self) -> BackoffPolicy:
+        """The shared schedule with these settings."""
+        return BackoffPolicy(self.initial_s, self.factor, self.max_s, jitter=0.0)
 
     def delay(self, attempts: int) -> timedelta:
         """Wait after ``attempts`` (≥ 1) failed attempts."""
-        return timedelta(seconds=min(self.initial_s * self.factor ** (attempts - 1), self.max_s))
+        return timedelta(seconds=self.policy().delay(attempts))
 
 
 class OutboxEntry(BaseModel):

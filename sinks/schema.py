@@ -6,6 +6,13 @@ Layout (README "Storage"):
 * `sinks/timescale/NNNN_name.sql` — TimescaleDB mode only. A Timescale file with the same
   version as a plain one *replaces* it (0003: plain views → continuous aggregates of the same
   names); a version that exists only there is skipped in plain mode.
+* `NNNN_name.sql.j2` in either directory — a Jinja template rendered to the migration's SQL
+  (its macros come from `sinks/sql_macros/`), so SQL both modes share is written once. The
+  checksum is the rendered text's: rendering an applied migration must give the text that was
+  applied, byte for byte (tests/unit/test_migration_templates.py).
+* `EARLIER_CHECKSUMS` — an applied migration whose later edit changed comments only (the
+  references to notes outside the repository became docs/ anchors) also matches the checksum
+  of its earlier text, so databases migrated before the edit are not reported as modified.
 
 Each applied version is recorded in `schema_migrations` in the same transaction as its DDL, so a
 crash leaves either the whole migration or none of it. Files starting with the line
@@ -30,6 +37,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+import jinja2
 import psycopg
 import sqlparse
 from pydantic import BaseModel
@@ -37,9 +45,30 @@ from pydantic import BaseModel
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+#: Checksums of earlier texts of applied migrations whose edits changed comment lines only,
+#: by path under sinks/. tests/unit/test_migration_templates.py rebuilds each earlier text from
+#: today's file and its old comment lines, and checks that it hashes to the value here.
+EARLIER_CHECKSUMS: dict[str, frozenset[str]] = {
+    "migrations/0001_core.sql": frozenset(
+        {"8af03e46489d8e660f92fe6faf0f47cf1b2347867cd427c4669399382a902944"}
+    ),
+    "migrations/0003_compliance.sql.j2": frozenset(
+        {"5ff7d36da4787f1cab1783327f6d67d111676f9b1558657a4dc90d498e23ebd1"}
+    ),
+    "migrations/0006_limit_verdicts.sql": frozenset(
+        {"155d8733dc61a27cc232a1f694255a935b9121eae3459f3be2bcf4f1c3dedb78"}
+    ),
+}
 TIMESCALE_DIR = Path(__file__).parent / "timescale"
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent),  # {% from "sql_macros/…" %}
+    autoescape=False,  # SQL, not HTML
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
 NO_TRANSACTION_MARKER = "-- stackwatch:no-transaction"
-_FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql(\.j2)?$")
 _LOCK_KEY = 0x5354_4B57  # "STKW": advisory lock id of the schema runner
 
 RequestedMode = Literal["auto", "plain", "timescale"]
@@ -77,8 +106,16 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        """SHA-256 of the file text: detects an applied migration edited afterwards."""
+        """SHA-256 of the SQL text (a template's rendering): detects an applied migration
+        edited afterwards."""
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def matches(self, applied_checksum: str) -> bool:
+        """Whether a recorded checksum is this text's, or an earlier comment-only version's."""
+        if applied_checksum == self.checksum:
+            return True
+        key = self.path.relative_to(self.path.parent.parent).as_posix()
+        return applied_checksum in EARLIER_CHECKSUMS.get(key, frozenset())
 
 
 class AppliedMigration(BaseModel):
@@ -113,10 +150,10 @@ class SchemaStatus(BaseModel):
 
 def _scan(directory: Path) -> dict[int, Path]:
     found: dict[int, Path] = {}
-    for path in sorted(directory.glob("*.sql")):
+    for path in sorted([*directory.glob("*.sql"), *directory.glob("*.sql.j2")]):
         match = _FILE_RE.match(path.name)
         if match is None:
-            raise SchemaError(f"migration file name must be NNNN_name.sql: {path}")
+            raise SchemaError(f"migration file name must be NNNN_name.sql[.j2]: {path}")
         version = int(match.group(1))
         if version in found:
             raise SchemaError(f"two migrations with version {version}: {found[version]}, {path}")
@@ -134,7 +171,7 @@ def discover(
     result = []
     for version in sorted(chosen):
         path = chosen[version]
-        sql = path.read_text(encoding="utf-8")
+        sql = render(path)
         match = _FILE_RE.match(path.name)
         assert match is not None
         result.append(
@@ -147,6 +184,14 @@ def discover(
             )
         )
     return result
+
+
+def render(path: Path) -> str:
+    """A migration's SQL: the file's text, or a `.sql.j2` template rendered."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".j2":
+        return text
+    return _TEMPLATES.from_string(text).render()
 
 
 def split_sql(text: str) -> list[str]:
@@ -302,7 +347,7 @@ def _migrate_locked(conn: psycopg.Connection[Any], requested: RequestedMode) -> 
     for migration in discover(chosen):
         previous = done.get(migration.version)
         if previous is not None:
-            if previous.checksum != migration.checksum:
+            if not migration.matches(previous.checksum):
                 logger.warning(
                     "applied migration file has changed since; not re-applied",
                     extra={"version": migration.version, "file": str(migration.path)},
@@ -350,7 +395,7 @@ def status(conn: psycopg.Connection[Any]) -> SchemaStatus:
         modified=sorted(
             a.version
             for a in applied
-            if a.version in files and files[a.version].checksum != a.checksum
+            if a.version in files and not files[a.version].matches(a.checksum)
         ),
     )
 

@@ -27,7 +27,6 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -44,19 +43,16 @@ from stackwatch.compliance import (
     Severity,
     exact,
 )
+from stackwatch.models import AlertEvent, AlertFields, AlertState, EventKind, Rule
 
 __all__ = [
     "KIND_TITLES",
     "RULE_TITLES",
     "AlertBook",
-    "AlertEvent",
     "AlertNotFoundError",
     "AlertPolicy",
     "AlertRecord",
-    "AlertState",
     "Condition",
-    "EventKind",
-    "Rule",
     "Severity",
     "alert_id_for",
     "alert_title",
@@ -69,34 +65,15 @@ __all__ = [
 ALERT_NAMESPACE = uuid.UUID("5d7f3c1e-7a51-4c55-9b0e-2a1c8f0e9d12")
 
 
-class Rule(StrEnum):
-    """Every alert rule the pipeline raises."""
-
-    HOUR_EXCEEDANCE = "hour_exceedance"
-    HOUR_WARNING = "hour_warning"
-    PROVISIONAL_EXCEEDANCE = "provisional_exceedance"
-    OFFLINE = "offline"
-    FLATLINE = "flatline"
-    ZERO = "zero"
-    NEGATIVE = "negative"
-    OVER_RANGE = "over_range"
-    CLOCK_SKEW = "clock_skew"
-    HOUR_INCOMPLETE = "hour_incomplete"
-    LOGGER_HOUR_MISMATCH = "logger_hour_mismatch"
-    ZS_MISMATCH = "zs_mismatch"
-    REGISTRY_MISMATCH = "registry_mismatch"
-    ENCRYPTION = "encryption"
-    DAY_EXCEEDANCE = "day_exceedance"
-    PERMIT_CAP = "permit_cap"
-
-
 #: Bilingual titles (中文, English) in the vocabulary of provincial platforms
 #: (docs/alarms.md#platform-vocabulary).
 RULE_TITLES: dict[Rule, tuple[str, str]] = {
-    Rule.HOUR_EXCEEDANCE: ("小时均值超标", "hourly mean exceedance"),
+    # The limit rules' generic titles name no level: 超标 is only for the legal standard
+    # (KIND_TITLES gives each alert the term of the limit that decided it).
+    Rule.HOUR_EXCEEDANCE: ("小时均值超限", "hourly mean above a limit"),
     Rule.HOUR_WARNING: ("小时均值预警", "hourly mean warning"),
     Rule.PROVISIONAL_EXCEEDANCE: (
-        "滚动小时均值超标预警",
+        "滚动小时均值超限预警",
         "provisional exceedance (rolling 60 min)",
     ),
     Rule.OFFLINE: ("数采仪离线", "logger offline"),
@@ -110,7 +87,7 @@ RULE_TITLES: dict[Rule, tuple[str, str]] = {
     Rule.ZS_MISMATCH: ("折算值不符", "converted (Zs) value mismatch"),
     Rule.REGISTRY_MISMATCH: ("数采仪参数与登记不符", "logger settings differ from the registry"),
     Rule.ENCRYPTION: ("数据加密异常", "data encryption problem"),
-    Rule.DAY_EXCEEDANCE: ("日均值超标", "daily mean exceedance"),
+    Rule.DAY_EXCEEDANCE: ("日均值超限", "daily mean above a limit"),
     Rule.PERMIT_CAP: ("排放总量超过许可排放量", "emission total above the permit cap"),
 }
 
@@ -139,6 +116,14 @@ KIND_TITLES: dict[tuple[Rule, str], tuple[str, str]] = {
     (Rule.DAY_EXCEEDANCE, "ultra_low"): (
         "日均值超过超低排放限值",
         "daily mean above the ultra-low emission limit",
+    ),
+    (Rule.PROVISIONAL_EXCEEDANCE, "standard"): (
+        "滚动小时均值超标预警",
+        "provisional exceedance of the emission standard (rolling 60 min)",
+    ),
+    (Rule.PROVISIONAL_EXCEEDANCE, "ultra_low"): (
+        "滚动小时均值超过超低排放限值预警",
+        "provisional exceedance of the ultra-low emission limit (rolling 60 min)",
     ),
     (Rule.PROVISIONAL_EXCEEDANCE, "fugitive"): (
         "车间扬尘滚动小时均值超限预警",
@@ -194,26 +179,6 @@ DEFAULT_HOLD_OVERRIDES: dict[Rule, timedelta] = {
 _LOW_IS_WORSE = frozenset({Rule.NEGATIVE})
 
 
-class EventKind(StrEnum):
-    """What happened to an alert."""
-
-    RAISE = "raise"
-    UPDATE = "update"
-    ESCALATE = "escalate"
-    CLEAR = "clear"
-    SUPPRESSED = "suppressed"
-    ACK = "ack"
-
-
-class AlertState(StrEnum):
-    """Lifecycle state: active → recovering (false, in hold) → cleared; or suppressed."""
-
-    ACTIVE = "active"
-    RECOVERING = "recovering"
-    CLEARED = "cleared"
-    SUPPRESSED = "suppressed"
-
-
 class Condition(BaseModel):
     """One observation of a rule's condition (detectors emit these on change)."""
 
@@ -265,66 +230,13 @@ class AlertPolicy(BaseModel):
         return self.severities.get(rule, DEFAULT_SEVERITIES[rule])
 
 
-class AlertEvent(BaseModel):
-    """Topic contract of the alerts topic: one lifecycle event of one alert."""
-
-    model_config = ConfigDict(frozen=True)
-
-    alert_id: str = Field(description="uuid5 of (stack, factor, rule, first_seen): replay-stable.")
-    seq: int = Field(ge=1, description="Monotonic per alert; (alert_id, seq) is unique.")
-    kind: EventKind
-    at: AwareDatetime = Field(description="Event time of this lifecycle event.")
-    stack_id: str
-    factor: str | None
-    rule: Rule
-    severity: Severity
-    state: AlertState
-    title_zh: str
-    title_en: str
-    first_seen: AwareDatetime
-    last_seen: AwareDatetime
-    cleared_at: AwareDatetime | None = None
-    count: int
-    peak_value: float | None = None
-    value: float | None = None
-    limit: float | None = None
-    ref_o2: float | None = None
-    period_start: AwareDatetime | None = None
-    period_end: AwareDatetime | None = None
-    evidence: dict[str, Evidence] = Field(default_factory=dict)
-    acknowledged: bool = False
-    ack_by: str | None = None
-    ack_reason: str | None = None
-    ack_at: AwareDatetime | None = None
-
-
-class AlertRecord(BaseModel):
+class AlertRecord(AlertFields):
     """The book's record of one open alert (also its persisted state)."""
 
-    alert_id: str
-    stack_id: str
-    factor: str | None
-    rule: Rule
-    severity: Severity
-    state: AlertState
-    first_seen: AwareDatetime
-    last_seen: AwareDatetime
     last_observed: AwareDatetime
     false_since: AwareDatetime | None = None
-    cleared_at: AwareDatetime | None = None
     count: int = 1
-    peak_value: float | None = None
-    value: float | None = None
-    limit: float | None = None
-    ref_o2: float | None = None
-    period_start: AwareDatetime | None = None
-    period_end: AwareDatetime | None = None
-    evidence: dict[str, Evidence] = Field(default_factory=dict)
     seq: int = 0
-    acknowledged: bool = False
-    ack_by: str | None = None
-    ack_reason: str | None = None
-    ack_at: AwareDatetime | None = None
 
 
 class _Watermark(BaseModel):

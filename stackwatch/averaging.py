@@ -356,27 +356,6 @@ def aggregate(
     )
 
 
-def aggregate_minute(
-    samples: Sequence[Sample], start: datetime, rules: AveragingRules = DEFAULT_RULES
-) -> Aggregate:
-    """Minute mean from instantaneous values (App. D.2, n ≥ 12 by default)."""
-    return aggregate(samples, start, Period.MINUTE, rules)
-
-
-def aggregate_hour(
-    minutes: Sequence[Sample | Aggregate], start: datetime, rules: AveragingRules = DEFAULT_RULES
-) -> Aggregate:
-    """Hourly mean from minute means or logger minute data (App. D.2, ≥ 45 valid minutes)."""
-    return aggregate(minutes, start, Period.HOUR, rules)
-
-
-def aggregate_day(
-    hours: Sequence[Sample | Aggregate], start: datetime, rules: AveragingRules = DEFAULT_RULES
-) -> Aggregate:
-    """Daily mean from hourly means (App. D.2, ≥ 20 valid hours); day = 00:00–24:00 +08:00."""
-    return aggregate(hours, start, Period.DAY, rules)
-
-
 class EmissionMass(BaseModel):
     """Pollutant mass emitted in one hour or day (App. D eq. 33/34), kg."""
 
@@ -416,58 +395,20 @@ def emission_hour(concentration: Aggregate, flow_std_dry_m3_h: Aggregate) -> Emi
         reasons.append(f"concentration hour invalid ({concentration.reason or 'no value'})")
     if not flow_std_dry_m3_h.valid or flow_std_dry_m3_h.mean is None:
         reasons.append(f"flow hour invalid ({flow_std_dry_m3_h.reason or 'no value'})")
+    kg: float | None = None
     if not reasons:
         assert concentration.mean is not None and flow_std_dry_m3_h.mean is not None
         try:
             kg = emission_rate_kg_h(concentration.mean, flow_std_dry_m3_h.mean)
         except ConversionError as exc:  # means are finite by construction; belt and braces
             reasons.append(str(exc))
-        else:
-            return EmissionMass(
-                period=period,
-                start=start,
-                end=end,
-                kg=kg,
-                valid=True,
-                count_valid=1,
-                count_total=1,
-            )
     return EmissionMass(
         period=period,
         start=start,
         end=end,
-        kg=None,
-        valid=False,
-        count_valid=0,
+        kg=kg,
+        valid=not reasons,
+        count_valid=0 if reasons else 1,
         count_total=1,
-        reason="; ".join(reasons),
-    )
-
-
-def emission_day(
-    hours: Sequence[EmissionMass], start: datetime, rules: AveragingRules = DEFAULT_RULES
-) -> EmissionMass:
-    """Daily emission mass in kg/d: the sum of the valid hours' masses (eq. 32/34 pattern).
-
-    `kg` is always the sum of what was measured; `valid` requires ≥ `min_hours_per_day`
-    valid hours, as for the daily mean. (The standard's × 10⁻⁶ in eq. 34 is UNCONFIRMED;
-    see `stackwatch.conversions.daily_emission_kg`.)
-    """
-    start_aligned = interval_start(start, Period.DAY)
-    if start_aligned != start:
-        raise ValueError(f"start {start.isoformat()} is not a day boundary in +08:00")
-    end = interval_end(start_aligned, Period.DAY)
-    inside = [h for h in hours if h.period == Period.HOUR and start_aligned <= h.start < end]
-    valid = [h.kg for h in inside if h.valid and h.kg is not None]
-    required = rules.min_hours_per_day
-    ok = len(valid) >= required
-    return EmissionMass(
-        period=Period.DAY,
-        start=start_aligned,
-        end=end,
-        kg=math.fsum(valid),
-        valid=ok,
-        count_valid=len(valid),
-        count_total=len(inside),
-        reason=None if ok else f"only {len(valid)} valid hours of {required} required",
+        reason="; ".join(reasons) if reasons else None,
     )

@@ -1,4 +1,4 @@
-"""Compliance judgement of hourly means against stack limits, conformity rates, provisional means.
+"""Compliance judgement of hourly and daily means against stack limits, provisional means.
 
 Pure functions and small state, no I/O. The rules (docs/limits.md#ultra-low-and-legal-checks,
 docs/limits.md#reference-o2-by-source):
@@ -16,6 +16,9 @@ docs/limits.md#reference-o2-by-source):
   ``warning``.
 * Ultra-low status: ≥ 95 % of valid production hours in each month within the ultra-low limit
   (环大气〔2019〕35号 steel; 2024 cement and coking opinions: "每月生产时间至少95%以上时段").
+  Computed where the verdicts are stored: the database view ``conformity_monthly`` (migration
+  0006) over ``limit_verdicts``, shown on the Compliance dashboard; reports use
+  ``stackwatch.report_stats``.
 * Comparisons use decimal semantics (``Fraction(repr(x))``) so that "80 % of 35" is exactly 28
   and a mean of 28.0 is not above it — the way an inspector reads the numbers.
 """
@@ -23,15 +26,13 @@ docs/limits.md#reference-o2-by-source):
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
-from stackwatch.beijing_time import CST
 
 #: Default warning fraction of the limit: a proposal, not a standard
 #: (docs/alarms.md#default-thresholds).
@@ -494,102 +495,6 @@ def judge_day(day: DayValue, limits: Sequence[Limit]) -> PeriodVerdict:
     """Judge one daily mean against the daily limits, where any exist (a day is valid with
     ≥ 20 valid hours)."""
     return _judge_period(day, limits, "day")
-
-
-# ----------------------------------------------------------------------------- conformity
-
-
-class Conformity(BaseModel):
-    """Share of valid production hours within a limit over a period.
-
-    docs/limits.md#ultra-low-and-legal-checks
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    period: str
-    valid_hours: int
-    compliant_hours: int
-    rate: float | None = Field(description="compliant / valid; None when no valid hour.")
-    meets_95: bool = Field(description="rate ≥ required_rate (exact decimal comparison).")
-    required_rate: float
-    excluded_hours: int = Field(description="Invalid or non-production hours (not counted).")
-    unjudged_hours: int = Field(description="Valid hours without a comparable mean.")
-
-
-def conformity(
-    hours: Iterable[HourValue],
-    limit: Limit,
-    *,
-    required_rate: float = ULTRA_LOW_REQUIRED_RATE,
-    period: str = "",
-) -> Conformity:
-    """Conformity of ``hours`` with ``limit``: compliant (≤ limit) / valid production hours.
-
-    Duplicate hours (same stack, factor, start) count once, the last one winning, so replaying
-    an hour cannot inflate the rate.
-    """
-    unique: dict[tuple[str, str, datetime], HourValue] = {}
-    for hour in hours:
-        unique[(hour.stack_id, hour.factor, hour.start)] = hour
-    valid = compliant = excluded = unjudged = 0
-    for hour in unique.values():
-        if not hour.valid or not hour.production:
-            excluded += 1
-            continue
-        value, _, error = compared_value(hour, limit)
-        if error is not None or value is None:
-            unjudged += 1
-            continue
-        valid += 1
-        if exact(value) <= exact(limit.limit_mg_m3):
-            compliant += 1
-    rate = compliant / valid if valid else None
-    meets = valid > 0 and Fraction(compliant, valid) >= exact(required_rate)
-    return Conformity(
-        period=period,
-        valid_hours=valid,
-        compliant_hours=compliant,
-        rate=rate,
-        meets_95=meets,
-        required_rate=required_rate,
-        excluded_hours=excluded,
-        unjudged_hours=unjudged,
-    )
-
-
-def _grouped(
-    hours: Iterable[HourValue], limit: Limit, fmt: str, tz: timezone, required_rate: float
-) -> dict[str, Conformity]:
-    groups: dict[str, list[HourValue]] = {}
-    for hour in hours:
-        groups.setdefault(hour.start.astimezone(tz).strftime(fmt), []).append(hour)
-    return {
-        key: conformity(group, limit, required_rate=required_rate, period=key)
-        for key, group in sorted(groups.items())
-    }
-
-
-def monthly_conformity(
-    hours: Iterable[HourValue],
-    limit: Limit,
-    *,
-    tz: timezone = CST,
-    required_rate: float = ULTRA_LOW_REQUIRED_RATE,
-) -> dict[str, Conformity]:
-    """Ultra-low conformity per local calendar month (``"YYYY-MM"``), ≥ 95 % required."""
-    return _grouped(hours, limit, "%Y-%m", tz, required_rate)
-
-
-def daily_conformity(
-    hours: Iterable[HourValue],
-    limit: Limit,
-    *,
-    tz: timezone = CST,
-    required_rate: float = ULTRA_LOW_REQUIRED_RATE,
-) -> dict[str, Conformity]:
-    """The same statistic per local calendar day (``"YYYY-MM-DD"``), for trend reports."""
-    return _grouped(hours, limit, "%Y-%m-%d", tz, required_rate)
 
 
 # ----------------------------------------------------------------------------- rolling mean

@@ -19,9 +19,7 @@ Two error styles, chosen deliberately:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,16 +29,10 @@ STANDARD_PRESSURE_PA = 101325.0
 STANDARD_TEMPERATURE_K = 273.0
 """Standard temperature as written in App. D eq. 18/31 (273, not 273.15)."""
 
-MOLAR_VOLUME_L_PER_MOL = 22.4
-"""Molar volume of an ideal gas at 273 K / 101325 Pa used by App. D eq. 20/22."""
 
 AIR_O2_PERCENT = 21.0
 """O2 content of air assumed by App. D eq. 26–28."""
 
-Gas = Literal["SO2", "NO", "NO2"]
-
-MOLAR_MASS_G_PER_MOL: dict[str, float] = {"SO2": 64.06, "NO": 30.01, "NO2": 46.01}
-"""Molar masses of App. D eq. 20–22 (g/mol). NOx is always reported as NO2."""
 
 DEFAULT_MAX_O2_PERCENT = 20.0
 """Project choice, NOT from the standard: at measured O2 ≥ 20.0 % (21 − O2 ≤ 1) a converted
@@ -114,51 +106,6 @@ def _kelvin(temperature_c: float) -> float:
     return t
 
 
-def to_standard_conditions(
-    c_actual: float, *, ambient_pa: float, static_pa: float, temperature_c: float
-) -> float:
-    """Concentration at actual flue conditions → standard conditions (App. D eq. 18).
-
-    `Csn = Cs × 101325/(Ba + Ps) × (273 + ts)/273`; wet/dry basis is unchanged.
-    """
-    c = _finite("c_actual", c_actual)
-    p = _absolute_pressure(ambient_pa, static_pa)
-    return c * STANDARD_PRESSURE_PA / p * _kelvin(temperature_c) / STANDARD_TEMPERATURE_K
-
-
-def wet_to_dry(c_wet: float, moisture_fraction: float) -> float:
-    """Wet-basis → dry-basis concentration or O2 (App. D eq. 19): `C_dry = C_wet/(1 − Xsw)`."""
-    return _finite("c_wet", c_wet) / (1.0 - _moisture(moisture_fraction))
-
-
-def ppm_to_mg_m3(ppm: float, gas: Gas) -> float:
-    """Volume fraction (µmol/mol) → mg/m³ at standard conditions (App. D eq. 20).
-
-    `C = M/22.4 × Cv` with the molar masses in `MOLAR_MASS_G_PER_MOL`.
-    """
-    if gas not in MOLAR_MASS_G_PER_MOL:
-        raise ConversionError(f"no molar mass for gas {gas!r}; known: SO2, NO, NO2")
-    return MOLAR_MASS_G_PER_MOL[gas] / MOLAR_VOLUME_L_PER_MOL * _finite("ppm", ppm)
-
-
-def nox_as_no2(no_mg_m3: float, no2_mg_m3: float) -> float:
-    """NO + NO2 mass concentrations → NOx expressed as NO2 (App. D eq. 21).
-
-    `C_NOx = C_NO × M_NO2/M_NO + C_NO2`.
-    """
-    ratio = MOLAR_MASS_G_PER_MOL["NO2"] / MOLAR_MASS_G_PER_MOL["NO"]
-    return _finite("no_mg_m3", no_mg_m3) * ratio + _finite("no2_mg_m3", no2_mg_m3)
-
-
-def nox_as_no2_from_ppm(no_ppm: float, no2_ppm: float) -> float:
-    """NO + NO2 volume fractions → NOx mg/m³ expressed as NO2 (App. D eq. 22).
-
-    `C_NOx = (Cv_NO + Cv_NO2) × M_NO2/22.4`.
-    """
-    total = _finite("no_ppm", no_ppm) + _finite("no2_ppm", no2_ppm)
-    return total * MOLAR_MASS_G_PER_MOL["NO2"] / MOLAR_VOLUME_L_PER_MOL
-
-
 def _o2_problem(o2_dry_percent: float, max_o2_percent: float) -> Converted | None:
     """Shared guard of eq. 26–28; None if the measured O2 allows a conversion."""
     if isinstance(o2_dry_percent, bool) or not isinstance(o2_dry_percent, int | float):
@@ -227,70 +174,6 @@ def to_reference_o2(
     return Converted.ok(float(c_dry_std) * factor)
 
 
-def excess_air_coefficient(
-    o2_dry_percent: float, *, max_o2_percent: float = DEFAULT_MAX_O2_PERCENT
-) -> Converted:
-    """Excess-air coefficient from measured dry O2 (App. D eq. 27): `α = 21/(21 − O2)`."""
-    problem = _o2_problem(o2_dry_percent, max_o2_percent)
-    if problem is not None:
-        return problem
-    return Converted.ok(AIR_O2_PERCENT / (AIR_O2_PERCENT - o2_dry_percent))
-
-
-def to_reference_excess_air(
-    c_dry_std: float,
-    o2_dry_percent: float,
-    alpha_reference: float | None,
-    *,
-    max_o2_percent: float = DEFAULT_MAX_O2_PERCENT,
-) -> Converted:
-    """Standard dry concentration → concentration at the reference excess-air coefficient
-    (App. D eq. 26): `C_zs = C × α/αs`, with α from eq. 27. `None` ⇒ refused as in eq. 28.
-    """
-    if alpha_reference is None:
-        return Converted.refused(
-            ConversionIssue.NO_REFERENCE_O2,
-            "no reference excess-air coefficient defined for this source: the measured "
-            "concentration must not be converted (docs/limits.md#reference-o2-by-source)",
-        )
-    if (
-        isinstance(alpha_reference, bool)
-        or not isinstance(alpha_reference, int | float)
-        or not math.isfinite(alpha_reference)
-        or alpha_reference < 1.0
-    ):
-        return Converted.refused(
-            ConversionIssue.INVALID_INPUT,
-            f"reference excess-air coefficient {alpha_reference!r} must be a number ≥ 1",
-        )
-    problem = _concentration_problem(c_dry_std)
-    if problem is not None:
-        return problem
-    alpha = excess_air_coefficient(o2_dry_percent, max_o2_percent=max_o2_percent)
-    if alpha.value is None:
-        return alpha
-    return Converted.ok(float(c_dry_std) * alpha.value / alpha_reference)
-
-
-def velocity(kv: float, vp: float) -> float:
-    """Flue-gas velocity at the measuring point (App. D eq. 29): `Vs = Kv × Vp` (m/s).
-
-    Kv is the velocity-field coefficient from the CEMS calibration against the reference method.
-    """
-    k = _finite("kv", kv)
-    if k <= 0.0:
-        raise ConversionError(f"velocity-field coefficient Kv must be > 0, got {k}")
-    return k * _finite("vp", vp)
-
-
-def hourly_actual_flow(area_m2: float, mean_velocity_m_s: float) -> float:
-    """Hourly flue-gas flow at actual conditions, wet (App. D eq. 30): `Q_sh = 3600 × F × V̄s`."""
-    f = _finite("area_m2", area_m2)
-    if f <= 0.0:
-        raise ConversionError(f"duct cross-section F must be > 0 m², got {f}")
-    return 3600.0 * f * _finite("mean_velocity_m_s", mean_velocity_m_s)
-
-
 def hourly_std_dry_flow(
     q_actual_m3_h: float,
     *,
@@ -309,30 +192,8 @@ def hourly_std_dry_flow(
     return q * STANDARD_TEMPERATURE_K / _kelvin(temperature_c) * p / STANDARD_PRESSURE_PA * (1 - x)
 
 
-def daily_std_dry_flow(hourly_m3: Iterable[float]) -> float:
-    """Daily standard dry flow (App. D eq. 32): sum of the valid hours' Q_snh, m³/d.
-
-    Pass only valid hours; selecting them is `stackwatch.averaging`'s job.
-    """
-    return math.fsum(_finite("hourly flow", q) for q in hourly_m3)
-
-
 def emission_rate_kg_h(conc_mg_m3: float, q_std_dry_m3_h: float) -> float:
     """Hourly emission (App. D eq. 33): `G_h = C_h × Q_snh × 10⁻⁶` kg/h (mg → kg)."""
     return _finite("conc_mg_m3", conc_mg_m3) * _finite("q_std_dry_m3_h", q_std_dry_m3_h) * 1e-6
 
 
-def daily_emission_kg(hourly_kg: Iterable[float]) -> float:
-    """Daily emission (App. D eq. 34) in **kg/d**: the sum of the valid hours' G_h.
-
-    The standard prints `G_d = Σ G_h × 10⁻⁶`, which is dimensionally inconsistent with eq. 33
-    already yielding kg (× 10⁻³ would give t/d). UNCONFIRMED until HJ 75-2017 is checked
-    (HJ 212-2017 App. D eq. 34; docs/conversions.md#emission-rate), so this returns plain kg/d
-    and `kg_to_tonnes` is explicit.
-    """
-    return math.fsum(_finite("hourly emission", g) for g in hourly_kg)
-
-
-def kg_to_tonnes(kg: float) -> float:
-    """kg → t (permit caps are usually written in t/a or t/d)."""
-    return _finite("kg", kg) * 1e-3

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from stackwatch.alerts import Condition, Rule
+from stackwatch.alerts import Condition
 from stackwatch.beijing_time import CST
+from stackwatch.models import Rule
 from stackwatch.registry import PermitCap
 
 #: Closed days are kept this long: a year's total and a late revision of last December.

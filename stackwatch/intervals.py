@@ -45,11 +45,6 @@ PERIOD_OF_CN: dict[str, timedelta] = {
 """Interval of the fixed-length aggregate uploads."""
 
 
-def default_label(version: str | None) -> IntervalLabel:
-    """Label of a frame's aggregate DataTimes when the registry does not say (None = 2005)."""
-    return DEFAULT_LABELS.get(version or "2005", "start")
-
-
 def snap_minutes(gap_s: float) -> int | None:
     """The MinInterval a gap between two consecutive minute records stands for, if any."""
     minutes = gap_s / 60.0

@@ -7,13 +7,12 @@ layer) and serialise to JSON with `model_dump_json()` / `model_validate_json()`.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from stackwatch.compliance import LimitVerdict
+from stackwatch.compliance import Evidence, LimitVerdict, Severity
 from stackwatch.intervals import IntervalLabel
 
 
@@ -75,11 +74,6 @@ class DeadLetter(BaseModel):
     key: str | None = None
     occurred_at: AwareDatetime
     details: dict[str, str] = Field(default_factory=dict)
-
-
-def utc_iso(dt: datetime) -> str:
-    """ISO 8601 text of an aware datetime (helper for logs and CLI output)."""
-    return dt.isoformat()
 
 
 class ReadingKind(StrEnum):
@@ -267,3 +261,82 @@ class HistoryCommand(BaseModel):
     begin: AwareDatetime
     end: AwareDatetime
     by: str = Field(min_length=1, description="Who asked (user name or e-mail).")
+
+
+class Rule(StrEnum):
+    """Every alert rule the pipeline raises."""
+
+    HOUR_EXCEEDANCE = "hour_exceedance"
+    HOUR_WARNING = "hour_warning"
+    PROVISIONAL_EXCEEDANCE = "provisional_exceedance"
+    OFFLINE = "offline"
+    FLATLINE = "flatline"
+    ZERO = "zero"
+    NEGATIVE = "negative"
+    OVER_RANGE = "over_range"
+    CLOCK_SKEW = "clock_skew"
+    HOUR_INCOMPLETE = "hour_incomplete"
+    LOGGER_HOUR_MISMATCH = "logger_hour_mismatch"
+    ZS_MISMATCH = "zs_mismatch"
+    REGISTRY_MISMATCH = "registry_mismatch"
+    ENCRYPTION = "encryption"
+    DAY_EXCEEDANCE = "day_exceedance"
+    PERMIT_CAP = "permit_cap"
+
+
+class EventKind(StrEnum):
+    """What happened to an alert."""
+
+    RAISE = "raise"
+    UPDATE = "update"
+    ESCALATE = "escalate"
+    CLEAR = "clear"
+    SUPPRESSED = "suppressed"
+    ACK = "ack"
+
+
+class AlertState(StrEnum):
+    """Lifecycle state: active → recovering (false, in hold) → cleared; or suppressed."""
+
+    ACTIVE = "active"
+    RECOVERING = "recovering"
+    CLEARED = "cleared"
+    SUPPRESSED = "suppressed"
+
+
+class AlertFields(BaseModel):
+    """What an alert is and where it stands: shared by the topic event and the book's record."""
+
+    alert_id: str = Field(description="uuid5 of (stack, factor, rule, first_seen): replay-stable.")
+    stack_id: str
+    factor: str | None
+    rule: Rule
+    severity: Severity
+    state: AlertState
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    cleared_at: AwareDatetime | None = None
+    peak_value: float | None = None
+    value: float | None = None
+    limit: float | None = None
+    ref_o2: float | None = None
+    period_start: AwareDatetime | None = None
+    period_end: AwareDatetime | None = None
+    evidence: dict[str, Evidence] = Field(default_factory=dict)
+    acknowledged: bool = False
+    ack_by: str | None = None
+    ack_reason: str | None = None
+    ack_at: AwareDatetime | None = None
+
+
+class AlertEvent(AlertFields):
+    """Topic contract of the alerts topic: one lifecycle event of one alert."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int = Field(ge=1, description="Monotonic per alert; (alert_id, seq) is unique.")
+    kind: EventKind
+    at: AwareDatetime = Field(description="Event time of this lifecycle event.")
+    title_zh: str
+    title_en: str
+    count: int

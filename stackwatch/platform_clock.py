@@ -56,31 +56,30 @@ class PlatformClock:
         self.min_stacks = min_stacks
         self._offsets: OrderedDict[str, float] = OrderedDict()
         self._first: dict[str, tuple[float, float]] = {}
-        self._last: dict[str, tuple[float, float]] = {}
+        self._speeds: dict[str, float] = {}
 
     def observe(self, stack_id: str, received_at: datetime, event_time: datetime) -> None:
         """The newest frame of one stack (its realtime or minute data, never re-sends)."""
         rx, ev = received_at.timestamp(), event_time.timestamp()
         self._offsets.pop(stack_id, None)
         self._offsets[stack_id] = rx - ev
-        self._first.setdefault(stack_id, (rx, ev))
-        self._last[stack_id] = (rx, ev)
+        rx0, ev0 = self._first.setdefault(stack_id, (rx, ev))
+        d_rx, d_ev = rx - rx0, ev - ev0
+        # Kept up to date here, once per frame, rather than recomputed for every stack on
+        # every reference() call (the worker asks for the reference on each record).
+        if max(d_rx, d_ev) >= MIN_SPAN_S:
+            self._speeds[stack_id] = d_ev / d_rx if d_rx > 0 else float("inf")
+        else:
+            self._speeds.pop(stack_id, None)
         while len(self._offsets) > self.window:
             old, _ = self._offsets.popitem(last=False)
             self._first.pop(old, None)
-            self._last.pop(old, None)
-
-    def _speed(self, stack_id: str) -> float | None:
-        (rx0, ev0), (rx1, ev1) = self._first[stack_id], self._last[stack_id]
-        d_rx, d_ev = rx1 - rx0, ev1 - ev0
-        if max(d_rx, d_ev) < MIN_SPAN_S:
-            return None
-        return d_ev / d_rx if d_rx > 0 else float("inf")
+            self._speeds.pop(old, None)
 
     def reference(self) -> ClockReference | None:
         """The consensus offset, spread and speed, or None with too few peers to judge by."""
         values = list(self._offsets.values())
-        speeds = [v for s in self._offsets if (v := self._speed(s)) is not None]
+        speeds = list(self._speeds.values())
         if len(values) < self.min_stacks or len(speeds) < self.min_stacks:
             return None
         median = statistics.median(values)

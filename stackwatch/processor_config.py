@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stackwatch.alerts import AlertEvent, AlertPolicy
+from stackwatch.alerts import AlertPolicy
 from stackwatch.averaging import DEFAULT_RULES, AveragingRules
-from stackwatch.models import AggregateRecord
+from stackwatch.models import AggregateRecord, AlertEvent
 from stackwatch.quality import QualityConfig
 
 

@@ -21,8 +21,9 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from stackwatch.alerts import Condition, Rule
+from stackwatch.alerts import Condition
 from stackwatch.compliance import Evidence, exact
+from stackwatch.models import Rule
 from stackwatch.platform_clock import RECEIPT_TIME, ClockReference
 
 __all__ = [
@@ -349,48 +350,44 @@ class ZeroDetector(_RunDetector):
         return value == 0
 
 
-class NegativeDetector(BaseModel):
-    """负值: a concentration below ``−negative_tolerance``; cleared by a non-negative value."""
+class _StateDetector(BaseModel):
+    """A state each value sets or clears (negative, over range): a condition when it changes."""
 
     stack_id: str
     factor: str
     active: bool = False
     last: AwareDatetime | None = None
 
-    def observe(
-        self, ts: datetime, value: float | None, flag: str, cfg: QualityConfig
-    ) -> list[Condition]:
-        """One value; returns a condition on change."""
-        _aware(ts, "timestamp")
-        _finite(value, "value")
-        if value is None or flag not in cfg.valid_flags or (self.last and ts <= self.last):
-            return []
+    def _in_order(self, ts: datetime) -> bool:
+        """False for a duplicate or out-of-order value; otherwise `ts` is the last one seen."""
+        if self.last and ts <= self.last:
+            return False
         self.last = ts
-        negative = exact(value) < -exact(cfg.negative_tolerance)
-        if negative == self.active:
+        return True
+
+    def _change(
+        self, state: bool, rule: Rule, ts: datetime, value: float | None, flag: str, **fields: Any
+    ) -> list[Condition]:
+        """The condition of a change of state (none when the state stays)."""
+        if state == self.active:
             return []
-        self.active = negative
+        self.active = state
         return [
             Condition(
                 stack_id=self.stack_id,
                 factor=self.factor,
-                rule=Rule.NEGATIVE,
-                active=negative,
+                rule=rule,
+                active=state,
                 at=ts,
                 value=value,
-                evidence={"value": value, "tolerance": cfg.negative_tolerance},
                 flag=flag,
+                **fields,
             )
         ]
 
 
-class OverRangeDetector(BaseModel):
-    """超量程: flag T (above the measurement upper limit, Table 8) or value > configured range."""
-
-    stack_id: str
-    factor: str
-    active: bool = False
-    last: AwareDatetime | None = None
+class NegativeDetector(_StateDetector):
+    """负值: a concentration below ``−negative_tolerance``; cleared by a non-negative value."""
 
     def observe(
         self, ts: datetime, value: float | None, flag: str, cfg: QualityConfig
@@ -398,28 +395,31 @@ class OverRangeDetector(BaseModel):
         """One value; returns a condition on change."""
         _aware(ts, "timestamp")
         _finite(value, "value")
-        if self.last and ts <= self.last:
+        if value is None or flag not in cfg.valid_flags or not self._in_order(ts):
             return []
-        self.last = ts
+        negative = exact(value) < -exact(cfg.negative_tolerance)
+        evidence: dict[str, Evidence] = {"value": value, "tolerance": cfg.negative_tolerance}
+        return self._change(negative, Rule.NEGATIVE, ts, value, flag, evidence=evidence)
+
+
+class OverRangeDetector(_StateDetector):
+    """超量程: flag T (above the measurement upper limit, Table 8) or value > configured range."""
+
+    def observe(
+        self, ts: datetime, value: float | None, flag: str, cfg: QualityConfig
+    ) -> list[Condition]:
+        """One value; returns a condition on change."""
+        _aware(ts, "timestamp")
+        _finite(value, "value")
+        if not self._in_order(ts):
+            return []
         upper = cfg.ranges.get(self.factor)
         above = value is not None and upper is not None and exact(value) > exact(upper)
         over = flag == "T" or above
-        if over == self.active:
-            return []
-        self.active = over
-        return [
-            Condition(
-                stack_id=self.stack_id,
-                factor=self.factor,
-                rule=Rule.OVER_RANGE,
-                active=over,
-                at=ts,
-                value=value,
-                limit=upper,
-                evidence={"value": value, "flag": flag, "range": upper},
-                flag=flag,
-            )
-        ]
+        evidence: dict[str, Evidence] = {"value": value, "flag": flag, "range": upper}
+        return self._change(
+            over, Rule.OVER_RANGE, ts, value, flag, limit=upper, evidence=evidence
+        )
 
 
 class ClockSkewDetector(BaseModel):

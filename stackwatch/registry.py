@@ -392,7 +392,11 @@ class StackRegistry(BaseModel):
 
     def by_id(self, stack_id: str) -> StackInfo | None:
         """The stack with this id, if registered."""
-        return {s.stack_id: s for s in self.stacks}.get(stack_id)
+        index: dict[str, StackInfo] | None = self.__dict__.get("_id_cache")
+        if index is None or len(index) != len(self.stacks):
+            index = {s.stack_id: s for s in self.stacks}
+            self.__dict__["_id_cache"] = index
+        return index.get(stack_id)
 
     def _mn_index(self) -> dict[str, StackInfo]:
         index: dict[str, StackInfo] | None = self.__dict__.get("_mn_cache")

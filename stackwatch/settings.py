@@ -339,6 +339,15 @@ class NotifySettings(BaseModel):
     )
     heartbeat: HeartbeatSettings = HeartbeatSettings()
 
+    @model_validator(mode="after")
+    def _first_wait_within_cap(self) -> NotifySettings:
+        if self.retry_initial_s > self.retry_max_s:
+            raise ValueError(
+                f"notify.retry_initial_s ({self.retry_initial_s}) must not exceed "
+                f"notify.retry_max_s ({self.retry_max_s})"
+            )
+        return self
+
 
 class AckApiSettings(BaseModel):
     """The acknowledgement HTTP API (`stackwatch alerts api`, docs/notifications.md): who may

@@ -1,16 +1,15 @@
-"""The alert dispatcher: consumes the alerts topic, decides what to send now, sends it.
+"""The alert dispatcher: consumes the alerts topic, decides what to send now, hands it to
+the durable outbox.
 
 The decisions (grouping, group wait, repeat interval, acknowledged alerts that stop
 repeating, escalation timers) are the pure :class:`~stackwatch.notify.NotifyScheduler` with an
 injected clock; this module is the thin async shell: parse events, feed the scheduler, call
-its ``tick`` on a timer and hand due notifications to the :class:`~sinks.notifiers.Notifier`
-in background tasks (bounded), so a slow robot never delays the timer or the consumer.
+its ``tick`` on a timer.
 
-With an outbox (``sinks/outbox.py``, what ``stackwatch alerts dispatch`` runs) nothing is
-sent from here: due notifications become outbox rows, committed in one PostgreSQL transaction
-with the scheduler state, and the outbox worker delivers them with durable retries; the
-alert-topic offsets are committed only after that transaction. Without an outbox (tests, the
-old direct path) notifications are sent in background tasks with in-process retries.
+Nothing is sent from here: due notifications become outbox rows (``sinks/outbox.py``),
+committed in one PostgreSQL transaction with the scheduler state, and the outbox worker
+delivers them with durable retries; the alert-topic offsets are committed only after that
+transaction, so a slow robot never delays the timer or the consumer.
 
 Acknowledgements arrive as the lifecycle's ``ack`` events on the alerts topic (the ack
 command itself goes to the lifecycle, which owns alert state), so there is one source of truth.
@@ -23,7 +22,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
-from stackwatch.alerts import AlertEvent
+from stackwatch.models import AlertEvent
 from stackwatch.notify.config import NotifyConfig
 from stackwatch.notify.model import Notification, stack_meta
 from stackwatch.notify.scheduler import NotifyScheduler
@@ -42,8 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlertDispatcher",
+    "DecisionStore",
     "FileStateStore",
-    "NotificationSender",
     "StateStore",
     "load_scheduler",
     "load_scheduler_from_outbox",
@@ -53,25 +52,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class NotificationSender(Protocol):
-    """What the dispatcher hands notifications to (``sinks.notifiers.Notifier``)."""
+class DecisionStore(Protocol):
+    """Where decisions become durable (``sinks.outbox.PgOutbox``)."""
 
-    async def send(self, notification: Notification) -> Any:
-        """Deliver to every recipient (must not raise on delivery failures)."""
+    async def commit(self, entries: Sequence[OutboxEntry], state: dict[str, Any]) -> None:
+        """Store ``entries`` and the scheduler ``state`` in one transaction (raises when
+        storage is unreachable)."""
 
 
 class StateStore(Protocol):
-    """Where the scheduler state survives restarts."""
+    """Where an earlier dispatcher left the scheduler state."""
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none."""
 
-    def save(self, state: dict[str, Any]) -> None:
-        """Replace the saved state."""
-
 
 class FileStateStore:
-    """A JSON file, replaced atomically (write to a temporary file, then rename)."""
+    """The JSON state file of dispatchers before the outbox; read once, at the first start on
+    the outbox (the state then lives with the outbox)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -85,13 +83,6 @@ class FileStateStore:
         if not isinstance(data, dict):
             raise ValueError(f"{self.path}: not a JSON object")
         return data
-
-    def save(self, state: dict[str, Any]) -> None:
-        """Write atomically."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, self.path)
 
 
 def load_scheduler(config: NotifyConfig, store: StateStore | None) -> NotifyScheduler:
@@ -125,24 +116,19 @@ async def load_scheduler_from_outbox(config: NotifyConfig, outbox: PgOutbox) -> 
 
 class AlertDispatcher:
     """Feeds alert events to the scheduler and hands what its timer says is due to the
-    outbox (durable) or straight to the sender (direct path)."""
+    outbox."""
 
     def __init__(
         self,
         scheduler: NotifyScheduler,
-        sender: NotificationSender,
+        outbox: DecisionStore,
         *,
         registry: StackRegistry | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        max_concurrent_sends: int = 16,
-        state_store: StateStore | None = None,
-        outbox: PgOutbox | None = None,
         max_age: timedelta = timedelta(hours=24),
         heartbeat: HeartbeatPlan | None = None,
     ) -> None:
         self.scheduler = scheduler
-        self.state_store = state_store
-        self.sender = sender
         self.registry = registry
         self.clock = clock
         self.outbox = outbox
@@ -150,8 +136,6 @@ class AlertDispatcher:
         self.heartbeat = heartbeat
         if heartbeat is not None:
             scheduler.config.group(heartbeat.group)  # StopIteration → caller validates
-        self._slots = asyncio.Semaphore(max_concurrent_sends)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._unsaved: list[OutboxEntry] = []
         self._dirty = False
         self._heartbeat_slot: datetime | None = None
@@ -182,19 +166,10 @@ class AlertDispatcher:
             return False
         return self.on_event(event)
 
-    def persist(self) -> None:
-        """Save the scheduler state (before offsets are committed)."""
-        if self.state_store is not None:
-            self.state_store.save(self.scheduler.to_state())
-
     async def checkpoint(self) -> None:
-        """Make everything taken so far durable (call before committing offsets): with an
-        outbox, the undelivered decisions and the scheduler state in one transaction (raises
-        when the database is unreachable — then nothing may be committed); else the state
-        store."""
-        if self.outbox is None:
-            self.persist()
-            return
+        """Make everything taken so far durable (call before committing offsets): the
+        decisions not yet stored and the scheduler state, in one transaction (raises when the
+        database is unreachable — then nothing may be committed)."""
         entries = list(self._unsaved)
         await self.outbox.commit(entries, self.scheduler.to_state())
         del self._unsaved[: len(entries)]
@@ -213,43 +188,20 @@ class AlertDispatcher:
         return heartbeat_entries(self.scheduler.config, self.heartbeat, slot, now)
 
     async def on_tick(self) -> list[Notification]:
-        """Hand every notification due now to the outbox (or start sending it); returns
-        them. With an outbox, a failed commit keeps the decisions for the next tick."""
+        """Hand every notification due now to the outbox; returns them. A failed commit keeps
+        the decisions for the next tick."""
+        from sinks.outbox import entries_for
+
         now = self.clock()
         due = self.scheduler.tick(now)
-        if self.outbox is not None:
-            from sinks.outbox import entries_for
-
-            for notification in due:
-                self._unsaved.extend(
-                    entries_for(self.scheduler.config, notification, now, self.max_age)
-                )
-            self._unsaved.extend(self._heartbeat_due(now))
-            if self._unsaved or self._dirty or due:
-                await self.checkpoint()
-            return due
-        if due:
-            self.persist()
         for notification in due:
-            task = asyncio.create_task(self._send(notification))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._unsaved.extend(
+                entries_for(self.scheduler.config, notification, now, self.max_age)
+            )
+        self._unsaved.extend(self._heartbeat_due(now))
+        if self._unsaved or self._dirty or due:
+            await self.checkpoint()
         return due
-
-    async def _send(self, notification: Notification) -> None:
-        async with self._slots:
-            try:
-                await self.sender.send(notification)
-            except Exception:
-                log.exception(
-                    "notification send crashed",
-                    extra={"route": notification.route, "kind": notification.kind.value},
-                )
-
-    async def drain(self) -> None:
-        """Wait for every send in flight (shutdown, tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
 async def run_dispatcher(
@@ -318,6 +270,5 @@ async def run_dispatcher(
         await ticker
         if delivering is not None:
             await delivering
-        await dispatcher.drain()
         await consumer.stop()
         log.info("alert dispatcher stopped")

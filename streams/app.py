@@ -17,6 +17,7 @@ Agents (README "Stream worker"):
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -79,6 +80,10 @@ def _manual_acks(stream: StreamT[bytes]) -> StreamT[bytes]:
     return cast(StreamT[bytes], cast(Any, stream).noack())
 
 
+Apply = Callable[[EventT[Any]], Awaitable[list[Awaitable[Any]]]]
+"""An agent's per-record step: apply the record, return its queued deliveries."""
+
+
 TAIL_IDLE_S = 5.0
 """A partition whose log goes on past the next expected record, with nothing admitted for this
 long, is sought back (`Continuity.check_tails`)."""
@@ -101,19 +106,23 @@ def create_app(
     kwargs = faust_app_kwargs(settings, broker=broker, app_id=app_id, data_dir=datadir)
     app = faust.App(**kwargs)
     topics = define_topics(app, settings.topics, config=settings.kafka.topic_config())
-    table: TableT[str, Any] = app.Table(
-        STATE_TABLE,
-        default=None,
-        partitions=settings.topics.partitions,
-        extra_topic_configs=settings.kafka.topic_config(),
-        help="stack_id → StackProcessor state (JSON); changelog-backed.",
+
+    def changelog_table(name: str, help: str) -> TableT[str, Any]:
+        """A table of this app, partitioned like its topics, its changelog configured alike."""
+        return app.Table(
+            name,
+            default=None,
+            partitions=settings.topics.partitions,
+            extra_topic_configs=settings.kafka.topic_config(),
+            help=help,
+        )
+
+    table = changelog_table(
+        STATE_TABLE, "stack_id → StackProcessor state (JSON); changelog-backed."
     )
-    archive: TableT[str, Any] = app.Table(
+    archive = changelog_table(
         ARCHIVE_TABLE,
-        default=None,
-        partitions=settings.topics.partitions,
-        extra_topic_configs=settings.kafka.topic_config(),
-        help="stack_id|hour|start → finalised window kept for back-fill (补传); changelog-backed.",
+        "stack_id|hour|start → finalised window kept for back-fill (补传); changelog-backed.",
     )
     states = StackStates(table, settings.streams.processor, archive_table=archive)
     metrics = WorkerMetrics(metrics_registry)
@@ -171,49 +180,55 @@ def create_app(
         ),
     }
 
-    async def decode(stream: StreamT[bytes]) -> None:
-        """raw → readings | deadletter, acknowledged per checkpoint."""
-        manual = _manual_acks(stream)
-        checkpoint = checkpoints["decode"]
-        async for event in manual.events():
-            if await guards["decode"].admit(event.message.tp, event.message.offset):
-                async with checkpoint.applying():
-                    futures = await pipeline.queue_raw(event.key, event.value)
-                    checkpoint.add(Acked(event, manual), futures)
-            if checkpoint.due():
-                await checkpoint.flush()
+    async def queue_raw(event: EventT[Any]) -> list[Awaitable[Any]]:
+        """raw → readings | deadletter."""
+        return await pipeline.queue_raw(event.key, event.value)
 
-    async def process(stream: StreamT[bytes]) -> None:
+    async def apply_reading(event: EventT[Any]) -> list[Awaitable[Any]]:
         """readings → aggregates, alerts, deadletter; each changed stack's state written
         once per checkpoint."""
-        manual = _manual_acks(stream)
-        checkpoint = checkpoints["process"]
-        async for event in manual.events():
-            if await guards["process"].admit(event.message.tp, event.message.offset):
-                async with checkpoint.applying():
-                    futures = await pipeline.apply_reading(
-                        event.key, event.value, event.message.partition
-                    )
-                    checkpoint.add(Acked(event, manual), futures)
-            if checkpoint.due():
-                await checkpoint.flush()
+        return await pipeline.apply_reading(event.key, event.value, event.message.partition)
 
-    async def commands(stream: StreamT[bytes]) -> None:
-        """alert-commands → ack events on the same state table."""
-        manual = _manual_acks(stream)
-        async for event in manual.events():
-            if await guards["commands"].admit(event.message.tp, event.message.offset):
-                await pipeline.handle_command(event.key, event.value, event.message.partition)
-                await manual.ack(event)
+    async def handle_command(event: EventT[Any]) -> list[Awaitable[Any]]:
+        """alert-commands → ack events on the same state table (durable on return)."""
+        await pipeline.handle_command(event.key, event.value, event.message.partition)
+        return []
+
+    def consume(
+        name: str, apply: Apply, checkpoint: Checkpoint[Acked]
+    ) -> Callable[[StreamT[bytes]], Coroutine[Any, Any, None]]:
+        """The body of every agent: admit each record past the continuity guard, apply it,
+        add it to the checkpoint, and complete the checkpoint when it is due."""
+
+        async def agent(stream: StreamT[bytes]) -> None:
+            manual = _manual_acks(stream)
+            async for event in manual.events():
+                if await guards[name].admit(event.message.tp, event.message.offset):
+                    async with checkpoint.applying():
+                        checkpoint.add(Acked(event, manual), await apply(event))
+                if checkpoint.due():
+                    await checkpoint.flush()
+
+        agent.__doc__ = apply.__doc__
+        return agent
+
+    # `handle_command` awaits its own deliveries: its checkpoint of one record acks at once.
+    command_checkpoint: Checkpoint[Acked] = Checkpoint(ack, max_records=1)
 
     # Manual acks: Faust acks the in-flight event in a `finally` when an agent is cancelled
     # (graceful shutdown, SIGTERM), committing the offset of a record whose outputs and state
     # were never written. Acking only once a record's effects are durable (its checkpoint, or
     # `handle_command` returning) makes SIGTERM as safe as SIGKILL: an unfinished record is
     # processed again after the restart.
-    decode_agent = app.agent(topics.raw, name="decode")(decode)
-    process_agent = app.agent(topics.readings, name="process")(process)
-    commands_agent = app.agent(topics.alert_commands, name="commands")(commands)
+    decode_agent = app.agent(topics.raw, name="decode")(
+        consume("decode", queue_raw, checkpoints["decode"])
+    )
+    process_agent = app.agent(topics.readings, name="process")(
+        consume("process", apply_reading, checkpoints["process"])
+    )
+    commands_agent = app.agent(topics.alert_commands, name="commands")(
+        consume("commands", handle_command, command_checkpoint)
+    )
 
     async def tick() -> None:
         """Advance idle stacks: close windows, detect offline loggers, clear alerts."""

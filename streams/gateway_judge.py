@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from stackwatch import hj212
+from stackwatch.hj212.redact import HEADER_PW
 from stackwatch.models import DeadLetter, RawFrame, Verdict
 from stackwatch.registry import StackRegistry
 from stackwatch.registry_hash import PasswordVerifier
@@ -53,7 +54,6 @@ REASON_NETWORK = "network_not_allowed"
 #: The wrong password that banned an MN or a source IP (its dead letter is the security alert).
 REASON_PASSWORD_GUESSING = "password_guessing"
 _MN_IN_HEADER = re.compile(rb"(?:^|;)MN=([^;]{1,24});")
-_PW_IN_HEADER = re.compile(rb"(?:^|;|##\d{4})PW=([^;]*);")
 
 
 # --- the codec interface the gateway relies on (stackwatch.hj212 provides it) -------------
@@ -176,12 +176,25 @@ def peek_credentials(raw: bytes) -> tuple[str | None, str | None]:
     """
     head = raw.split(b"CP=&&", 1)[0]
     mn = _MN_IN_HEADER.search(head)
-    pw = _PW_IN_HEADER.search(head)
+    pw = _header_pw(head)
     return (
         mn.group(1).decode("utf-8", "replace") if mn else None,
-        pw.group(1).decode("latin-1" if pw.group(1).isascii() else "utf-8", "replace")
-        if pw else None,
+        pw.decode("latin-1" if pw.isascii() else "utf-8", "replace") if pw is not None else None,
     )
+
+
+def _header_pw(head: bytes) -> bytes | None:
+    """The first header PW value as the decoder reads it: a field spelled ``PW=`` (the
+    masking pattern finds every spelling) whose value runs to the next ';'."""
+    pos = 0
+    while (m := HEADER_PW.search(head, pos)) is not None:
+        end = head.find(b";", m.start(2))
+        if end < 0:
+            return None
+        if m.group(1) == b"PW=":
+            return head[m.start(2) : end]
+        pos = m.start() + 1
+    return None
 
 
 @dataclass(frozen=True)

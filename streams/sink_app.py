@@ -3,7 +3,7 @@
 Delivery guarantee: at-least-once into an idempotent schema, i.e. effectively once.
 
 * Each agent reads with `stream.noack_take(batch_size, within=batch_within_s)`: records are
-  NOT acknowledged by Faust. The agent writes the batch (sinks.writer.ResilientWriter: COPY
+  NOT acknowledged by Faust. The agent writes the batch (sinks.delivery.ResilientWriter: COPY
   into staging, upsert, commit) and only then acks the records, so Faust commits offsets
   strictly after the database commit. A crash in between redelivers the batch; the natural-key
   upserts make the second write a no-op.
@@ -31,10 +31,13 @@ from faust.types import TP, AgentT, EventT, StreamT, TopicT
 from prometheus_client import CollectorRegistry
 
 from sinks.db import connect, connect_async
+from sinks.delivery import ResilientWriter
 from sinks.metrics import SinkMetrics
 from sinks.metrics_http import MetricsServer
+from sinks.records import SinkKind, SourceRecord
 from sinks.registry_sync import sync_registry
-from sinks.writer import BackoffPolicy, ResilientWriter, SinkKind, SourceRecord, retry_transient
+from sinks.retry import retry_transient
+from stackwatch.backoff import BackoffPolicy
 from stackwatch.registry import StackRegistry
 from stackwatch.settings import Settings
 from streams.faust_config import faust_app_kwargs

@@ -91,6 +91,19 @@ class _Live:
     partition: int
     touched: datetime  # wall time this worker last applied a record of the stack
     archive: TableArchive | None = None
+    # The registry entry as last dumped to the state, kept with the dump: the entry rarely
+    # changes, and dumping it again on every save cost more than the save itself.
+    dumped: tuple[StackInfo, dict[str, Any]] | None = None
+
+    def stack_dump(self) -> dict[str, Any] | None:
+        if self.stack is None:
+            return None
+        if self.dumped is None or self.dumped[0] is not self.stack:
+            dump = self.stack.model_dump(
+                mode="json", exclude={"password", "password_hash", "sm4_keys"}
+            )
+            self.dumped = (self.stack, dump)
+        return self.dumped[1]
 
 
 class StackStates:
@@ -176,11 +189,11 @@ class StackStates:
         """
         live = self._live[stack_id]
         live.touched = self.clock()
-        state: dict[str, Any] = {"v": 1, "processor": live.proc.to_state(), "stack": None}
-        if live.stack is not None:
-            state["stack"] = live.stack.model_dump(
-                mode="json", exclude={"password", "password_hash", "sm4_keys"}
-            )
+        state: dict[str, Any] = {
+            "v": 1,
+            "processor": live.proc.to_state(),
+            "stack": live.stack_dump(),
+        }
         self.table.data[stack_id] = state
         key_partition = getattr(self.table.data, "_key_partition", None)
         if isinstance(key_partition, dict):

@@ -45,7 +45,7 @@ $$;
 CREATE OR REPLACE TRIGGER stacks_touch_updated_at BEFORE UPDATE ON stacks
     FOR EACH ROW EXECUTE FUNCTION stackwatch_touch_updated_at();
 
--- The immutable raw layer (DOMAIN.md §4.3 item 1): every frame verbatim, accepted or not.
+-- The immutable raw layer (docs/hj212.md#raw-layer): every frame verbatim, accepted or not.
 -- Natural key (received_at, peer, frame_md5): the same bytes from the same peer at the same
 -- instant are one frame. MN is not in the key because a rejected frame may have no MN.
 CREATE TABLE IF NOT EXISTS raw_frames (
@@ -130,7 +130,7 @@ CREATE TABLE IF NOT EXISTS minute_aggregates (
 );
 
 -- Hour rows also carry the limit that applied to that hour (see README "Storage": limits are
--- effective-dated and program-tagged (LIMITS.md N1), so the evaluator stores the limit it used;
+-- effective-dated and program-tagged (docs/limits.md#precedence-in-the-catalogue), so the evaluator stores the limit it used;
 -- compliance then never changes retroactively when the catalogue changes, and the compliance
 -- views are single-table aggregates, which a Timescale continuous aggregate requires).
 CREATE TABLE IF NOT EXISTS hour_aggregates (

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS limit_verdicts (
     period_start  timestamptz NOT NULL,
     program       text NOT NULL,                 -- e.g. NATL-2024-ULE, GB13271-2014-special, PERMIT
     kind          text NOT NULL CHECK (kind IN ('ultra_low', 'standard', 'fugitive')),
-    row_id        text,                          -- catalogue row (LIMITS.md id) or 'override'
+    row_id        text,                          -- catalogue row (docs/limits.md#catalogue-rows) or 'override'
     status        text NOT NULL CHECK (status IN
                       ('compliant', 'warning', 'exceedance', 'invalid', 'unjudged', 'stopped')),
     level         text CHECK (level IS NULL OR level IN ('within', 'warning', 'above_ultra_low',

@@ -15,25 +15,27 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["MASK", "frame_digest", "redact_credentials"]
+__all__ = ["HEADER_PW", "MASK", "frame_digest", "redact_credentials"]
 
 MASK = b"******"
 # Header PW: a field of its own, at the start of the data segment or after ';' (values run to
 # the next ';', as `segment._parse_header` reads them). NewPW in the CP area runs to ';', ','
 # or '&'. Case-insensitive: a hostile sender's spelling does not get a password through either.
-_HEADER_PW = re.compile(rb"(?:(?<=;)|(?<=##\d{4})|^)(PW=)[^;\r\n]+", re.IGNORECASE)
-_CP_PW = re.compile(rb"(?<=[;,&])(NewPW=)[^;,&\r\n]+", re.IGNORECASE)
+#: The header's PW field: group 1 is the name as spelled, group 2 the value (may be empty;
+#: an empty one is left as it is). The gateway's credential peek reads it too.
+HEADER_PW = re.compile(rb"(?:(?<=;)|(?<=##\d{4})|^)(PW=)([^;\r\n]*)", re.IGNORECASE)
+_CP_PW = re.compile(rb"(?<=[;,&])(NewPW=)([^;,&\r\n]+)", re.IGNORECASE)
 
 
 def _mask(m: re.Match[bytes]) -> bytes:
-    return m.group(1) + MASK
+    return m.group(1) + MASK if m.group(2) else m.group(0)
 
 
 def redact_credentials(data: bytes) -> bytes:
     """`data` with every PW / NewPW value replaced by `MASK` (idempotent)."""
     if b"pw=" not in data.lower():
         return data
-    return _CP_PW.sub(_mask, _HEADER_PW.sub(_mask, data))
+    return _CP_PW.sub(_mask, HEADER_PW.sub(_mask, data))
 
 
 def frame_digest(data: bytes) -> str:

@@ -36,7 +36,8 @@ from pydantic import (
     model_validator,
 )
 
-from stackwatch.alerts import Rule, Severity
+from stackwatch.alerts import Severity
+from stackwatch.models import Rule
 
 __all__ = [
     "Channel",

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from stackwatch.alerts import AlertEvent
+from stackwatch.models import AlertEvent
 from stackwatch.notify.config import Channel
 from stackwatch.registry import StackRegistry
 

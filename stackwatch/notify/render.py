@@ -27,10 +27,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from stackwatch.alerts import AlertEvent, Rule
 from stackwatch.beijing_time import CST
 from stackwatch.compliance import Severity
 from stackwatch.hj212.codes import factor_info
+from stackwatch.models import AlertEvent, Rule
 from stackwatch.notify.model import AlertItem, Heartbeat, Notification, NotificationKind
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stackwatch.alerts import AlertEvent
+from stackwatch.models import AlertEvent
 from stackwatch.notify.config import NotifyConfig, Route
 from stackwatch.notify.model import Delivery, Notification, StackMeta
 

@@ -1,6 +1,6 @@
 """When to notify whom: grouping, group wait, repeat interval, acknowledgement, escalation.
 
-A pure state machine driven by :class:`~stackwatch.alerts.AlertEvent` inputs and an explicit
+A pure state machine driven by :class:`~stackwatch.models.AlertEvent` inputs and an explicit
 clock (``now`` arguments), so every timing rule is testable without sleeping. Semantics follow
 Alertmanager where it has an answer and say so where they add to it:
 
@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from stackwatch.alerts import AlertEvent, EventKind
+from stackwatch.models import AlertEvent, EventKind
 from stackwatch.notify.config import NotifyConfig, Route
 from stackwatch.notify.model import AlertItem, Notification, NotificationKind, StackMeta
 from stackwatch.notify.routing import group_key, match_routes

@@ -239,3 +239,27 @@ def test_the_hours_show_in_the_compliance_dashboard(run: dict[str, Any]) -> None
     assert not [c for c in cells if c[0] == W2.stack_id]
     o2_basis = {r["基准氧 O2 basis"] for r in records(above) if r["排放口 stack"] == W1.stack_id}
     assert o2_basis == {"实测 measured"}
+
+
+def test_the_day_ends_with_exactly_the_expected_limit_alerts(run: dict[str, Any]) -> None:
+    """Of the limit rules, only two alerts: W1's workshop hour (cleared) and YQ's ultra-low
+    exceedance (every hour 225 > 35 at 6 %, still active). YQ at 9 % is 180 ≤ 200: no 超标,
+    no critical; no daily limit applies (no day_exceedance); no permit cap (no permit_cap);
+    W2 at 0.8 raises nothing."""
+    limit_rules = {"hour_exceedance", "hour_warning", "day_exceedance", "permit_cap"}
+    got = sorted(
+        (a[0], a[2], a[3], a[4], a[9], a[10]) for a in run["alerts"] if a[2] in limit_rules
+    )
+    assert got == [
+        (W1.stack_id, "hour_exceedance", "alarm", "cleared", "fugitive", "超过车间扬尘控制值"),
+        (YQ.stack_id, "hour_exceedance", "alarm", "active", "ultra_low", "超过超低排放限值"),
+    ]
+    assert not [a for a in run["alerts"] if a[3] == "critical"]
+    # With the two real-time (rolling hour) alarms on the same limits, that is the whole day:
+    # W1's cleared once the rolling mean was back under 1.5, YQ's still active.
+    assert sorted((a[0], a[2], a[4]) for a in run["alerts"]) == [
+        (W1.stack_id, "hour_exceedance", "cleared"),
+        (W1.stack_id, "provisional_exceedance", "cleared"),
+        (YQ.stack_id, "hour_exceedance", "active"),
+        (YQ.stack_id, "provisional_exceedance", "active"),
+    ]

@@ -183,6 +183,8 @@ class DemoAlert:
     acked_by: str | None
     acked_at: datetime | None
     events: tuple[tuple[str, datetime], ...]
+    #: What the pipeline records of the deciding limit (stackwatch.alerts.verdict_evidence).
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 ALERTS = (
@@ -203,6 +205,8 @@ ALERTS = (
         None,
         None,
         (("raise", at(23)), ("update", at(24))),
+        # 45 > the ultra-low 35 but ≤ the GB 28662 standard 180: 超过超低排放限值, not 超标
+        {"limit_kind": "ultra_low", "level": "above_ultra_low", "term_zh": "超过超低排放限值"},
     ),
     DemoAlert(
         "a2-pellet-so2-warn",
@@ -438,7 +442,8 @@ def load_demo_rows(conn: psycopg.Connection[Any]) -> None:
             conn.execute(
                 "INSERT INTO alerts (alert_id, stack_id, factor, rule, severity, state,"
                 " first_seen, last_seen, cleared_at, peak_value, count, limit_value, acked_by,"
-                " acked_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " acked_at, evidence)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     a.alert_id,
                     a.stack_id,
@@ -454,6 +459,7 @@ def load_demo_rows(conn: psycopg.Connection[Any]) -> None:
                     a.limit_value,
                     a.acked_by,
                     a.acked_at,
+                    Jsonb(a.evidence),
                 ),
             )
             for seq, (event, when) in enumerate(a.events):

@@ -681,7 +681,9 @@ def test_stack_detail_annotations(db: Db) -> None:
     [alert] = records(a)
     assert alert["time"] == DAY_START + timedelta(hours=23)
     assert alert["tags"] == "alert,alarm,hour_exceedance"
-    assert "小时均值超标" in alert["text"] and "peak 45" in alert["text"]
+    # 45 > the ultra-low 35, ≤ the standard 180: the title names the ultra-low limit, not 超标
+    assert "小时均值超过超低排放限值" in alert["text"] and "peak 45" in alert["text"]
+    assert "超标" not in alert["text"]
     assert "acked by" not in alert["text"]  # a1 is unacknowledged
     # a4 (mill flat-line, 11:00–12:00) was acknowledged by ops.wang: the annotation says so
     [m] = run_query(alerts, db, FLAG_STACK)
@@ -707,6 +709,10 @@ def test_alert_stats_and_time_to_acknowledge(db: Db) -> None:
         "a1-sinter-so2",
         "a2-pellet-so2-warn",  # active by age, then acked
     ]
+    # The level column names a1's deciding limit: 45 > ultra-low 35, ≤ standard 180.
+    levels = {r["告警编号 alert id"]: r["判定 level"] for r in records(open_)}
+    assert levels == {"a1-sinter-so2": "超过超低排放限值", "a3-coke-offline": None,
+                      "a2-pellet-so2-warn": None}
     [tta] = run_query(panel_query("stackwatch-alerts", "Time to acknowledge"), db)
     by_rule = {r["规则 rule"]: r for r in records(tta)}
     assert by_rule["hour_warning"]["中位数 median"] == pytest.approx(1500.0)  # 25 min

@@ -31,9 +31,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from sinks.batching import write_batch
 from sinks.db import connect, connect_async
+from sinks.records import SinkKind, SourceRecord
 from sinks.schema import migrate
-from sinks.writer import SinkKind, SourceRecord, write_batch
 from stackwatch.hj212 import build_frames, parse_key
 from stackwatch.registry import Sm4Key, StackInfo, StackRegistry
 from stackwatch.registry_hash import hash_password

@@ -17,10 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from embedded.ports import free_port
 from sinks.db import connect
+from sinks.delivery import ResilientWriter
 from sinks.metrics import SinkMetrics
 from sinks.metrics_http import MetricsServer
+from sinks.records import SinkKind, SourceRecord
 from sinks.schema import migrate
-from sinks.writer import BackoffPolicy, ResilientWriter, SinkKind, SourceRecord
+from stackwatch.backoff import BackoffPolicy
 from stackwatch.models import AggregateRecord
 
 pytestmark = pytest.mark.integration

@@ -3,6 +3,8 @@
 * an aiosmtpd SMTP server receives the alert mail (subject, plain + HTML parts, UTF-8);
 * an aiohttp server plays the webhook endpoints (generic JSON, DingTalk with signing, WeCom)
   and fails on demand (500 twice, then 200) to prove retries and the delivery log;
+* every notification goes the one way `stackwatch alerts dispatch` sends it: written to the
+  durable outbox (``PgOutbox``), delivered by its worker (``OutboxWorker``) on a stepped clock;
 * the ack API runs as a real aiohttp server and is called over HTTP with and without token;
 * the delivery log, the alert repository and the Kafka ack publisher run against the session's
   PostgreSQL 18 and Tansu broker.
@@ -17,7 +19,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -44,16 +46,17 @@ from sinks.ack_api import (
 )
 from sinks.db import connect
 from sinks.notifiers import (
+    DeliveryRow,
     EmailSender,
-    MemoryDeliveryLog,
     Notifier,
     NotifierMetrics,
     PgDeliveryLog,
-    RetryPolicy,
     WebhookSender,
 )
+from sinks.outbox import Backoff, OutboxWorker, PgOutbox, entries_for
 from sinks.schema import migrate
-from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
+from stackwatch.alerts import Severity
+from stackwatch.models import AlertEvent, AlertState, EventKind, Rule
 from stackwatch.notify import (
     AlertItem,
     Notification,
@@ -227,8 +230,54 @@ def config_for(hooks: Hooks, email: str = "duty@example.cn") -> NotifyConfig:
     )
 
 
-async def _no_sleep(_seconds: float) -> None:
-    return None
+class MemoryDeliveryLog:
+    """The delivery log in memory: the latest row per natural key."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int, str, str], DeliveryRow] = {}
+
+    async def write(self, rows: Sequence[DeliveryRow]) -> None:
+        for row in rows:
+            self.rows[(row.alert_id, row.event_seq, row.channel, row.recipient)] = row
+
+    async def escalated(self, alert_ids: Sequence[str], level: int) -> None:
+        return None
+
+
+def migrated(dsn: str) -> str:
+    with connect(dsn) as conn:
+        migrate(conn)
+    return dsn
+
+
+def outbox_rows(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT destination, channel, status, attempts, last_error FROM notification_outbox"
+            " ORDER BY id"
+        ).fetchall()
+
+
+async def through_outbox(
+    notifier: Notifier, dsn: str, *notes: Notification, passes: int = 1,
+    max_age: timedelta = timedelta(hours=24),
+) -> list[tuple[Any, ...]]:
+    """Deliver ``notes`` as `stackwatch alerts dispatch` does: written to the outbox at END,
+    then ``passes`` passes of its worker one minute apart (longer than any back-off wait of
+    Backoff(1 s, ×2, max 30 s), so every pass retries what failed). Returns the outbox rows."""
+    outbox = PgOutbox(migrated(dsn))
+    now = [END]
+    worker = OutboxWorker(outbox, notifier, backoff=Backoff(1, 2, 30), clock=lambda: now[0])
+    try:
+        await outbox.commit(
+            [e for n in notes for e in entries_for(notifier.config, n, END, max_age)], {}
+        )
+        for _ in range(passes):
+            await worker.run_once()
+            now[0] += timedelta(minutes=1)
+    finally:
+        await outbox.close()
+    return outbox_rows(dsn)
 
 
 def make_notifier(
@@ -242,8 +291,6 @@ def make_notifier(
         webhook=WebhookSender(client),
         email=EmailSender(smtp),
         delivery_log=log,
-        retry=RetryPolicy(attempts=4, initial_delay_s=0.01),
-        sleep=_no_sleep,
         metrics=metrics,
     )
 
@@ -252,14 +299,15 @@ def make_notifier(
 
 
 async def test_email_and_webhooks_are_received(
-    smtp_server: tuple[int, _MailSink], hooks: Hooks
+    smtp_server: tuple[int, _MailSink], hooks: Hooks, pg_database: str
 ) -> None:
     port, sink = smtp_server
     log = MemoryDeliveryLog()
     async with httpx.AsyncClient(timeout=5) as client:
         notifier = make_notifier(config_for(hooks), client, port, log)
-        outcomes = await notifier.send(notification())
-    assert sorted(r.status for _, r in outcomes) == ["sent"] * 4
+        await through_outbox(notifier, pg_database, notification())
+    outcomes = log.rows.values()
+    assert sorted(r.status for r in outcomes) == ["sent"] * 4
 
     # --- the mail
     [(mail_from, rcpts, raw)] = sink.messages
@@ -316,7 +364,7 @@ async def test_email_and_webhooks_are_received(
 
 
 async def test_every_recipient_gets_a_link_of_their_own(
-    smtp_server: tuple[int, _MailSink], hooks: Hooks
+    smtp_server: tuple[int, _MailSink], hooks: Hooks, pg_database: str
 ) -> None:
     """Two people and a JSON robot in one group: each delivery carries a link signed for its
     own recipient (a fresh link id each), so an acknowledgement is recorded as that person."""
@@ -334,11 +382,13 @@ async def test_every_recipient_gets_a_link_of_their_own(
     })
     signer = AckLinkSigner("s" * 32, lifetime=timedelta(hours=72))
     async with httpx.AsyncClient(timeout=5) as client:
-        notifier = make_notifier(config, client, port, MemoryDeliveryLog())
+        log = MemoryDeliveryLog()
+        notifier = make_notifier(config, client, port, log)
         notifier.ack_links = AckLinks(signer, "https://ack.example")
         notifier.clock = lambda: END
-        outcomes = await notifier.send(notification())
-    assert sorted(r.status for _, r in outcomes) == ["sent"] * 3
+        await through_outbox(notifier, pg_database, notification())
+    outcomes = log.rows.values()
+    assert sorted(r.status for r in outcomes) == ["sent"] * 3
     prefix = f"https://ack.example/ack/{ALERT_ID}/"
     seen: dict[str, str] = {}
     for _from, [rcpt], raw in sink.messages:
@@ -361,17 +411,18 @@ async def test_every_recipient_gets_a_link_of_their_own(
 async def test_webhook_retries_until_delivered_and_logs_to_postgres(
     hooks: Hooks, pg_database: str
 ) -> None:
-    with connect(pg_database) as conn:
-        migrate(conn)
+    migrated(pg_database)
     hooks.fail_first = 2
     log = PgDeliveryLog(pg_database)
     metrics = NotifierMetrics(CollectorRegistry())
     note = notification().model_copy(update={"groups": ["flaky"]})
     async with httpx.AsyncClient(timeout=5) as client:
         notifier = make_notifier(config_for(hooks), client, 1, log, metrics)
-        [(delivery, result)] = await notifier.send(note)
+        [(destination, _, status, attempts, _)] = await through_outbox(
+            notifier, pg_database, note, passes=3
+        )
     await log.close()
-    assert (result.status, result.attempts) == ("sent", 3)
+    assert (status, attempts) == ("delivered", 3)
     assert len(hooks.received["flaky"]) == 3  # 500, 500, 200
     with psycopg.connect(pg_database) as conn:
         rows = conn.execute(
@@ -379,7 +430,7 @@ async def test_webhook_retries_until_delivered_and_logs_to_postgres(
             " FROM notifications"
         ).fetchall()
     assert rows == [
-        (ALERT_ID, 1, "webhook", delivery.recipient_label, "sent", 3, True),
+        (ALERT_ID, 1, "webhook", destination, "sent", 3, True),
     ]
     sample = metrics.registry.get_sample_value
     labels = {"channel": "webhook", "kind": "firing", "outcome": "sent"}
@@ -388,17 +439,19 @@ async def test_webhook_retries_until_delivered_and_logs_to_postgres(
 
 
 async def test_permanent_failures_are_not_retried(
-    hooks: Hooks, caplog: pytest.LogCaptureFixture
+    hooks: Hooks, caplog: pytest.LogCaptureFixture, pg_database: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
     log = MemoryDeliveryLog()
     note = notification().model_copy(update={"groups": ["robot"]})
     async with httpx.AsyncClient(timeout=5) as client:
         notifier = make_notifier(config_for(hooks), client, 1, log)
-        [(_, result)] = await notifier.send(note)
+        [(_, _, status, attempts, error)] = await through_outbox(
+            notifier, pg_database, note, passes=3
+        )
     # DingTalk errcode 310000 (keyword check) is a configuration error: one attempt only.
-    assert (result.status, result.attempts) == ("failed", 1)
-    assert result.error is not None and "310000" in result.error
+    assert (status, attempts) == ("failed", 1)
+    assert error is not None and "310000" in error
     assert len(hooks.received["dingtalk-keyword"]) == 1
     [row] = log.rows.values()
     assert (row.status, row.attempts) == ("failed", 1)
@@ -408,33 +461,24 @@ async def test_permanent_failures_are_not_retried(
     assert ours and all("SECRET123" not in r.getMessage() for r in ours)
 
 
-async def test_retries_are_bounded(hooks: Hooks) -> None:
-    hooks.fail_first = 100
-    log = MemoryDeliveryLog()
-    note = notification().model_copy(update={"groups": ["flaky"]})
-    async with httpx.AsyncClient(timeout=5) as client:
-        notifier = make_notifier(config_for(hooks), client, 1, log)
-        [(_, result)] = await notifier.send(note)
-    assert (result.status, result.attempts) == ("failed", 4)  # RetryPolicy(attempts=4)
-    assert [(r.status, r.attempts) for r in log.history] == [
-        ("pending", 0), ("pending", 1), ("pending", 2), ("pending", 3), ("failed", 4)
-    ]
-
-
-async def test_smtp_down_is_a_logged_failure(hooks: Hooks) -> None:
+async def test_smtp_down_is_a_logged_failure(hooks: Hooks, pg_database: str) -> None:
+    """The mail server never answers: attempts at 0, 1, 2 and 3 min, then the message is past
+    its maximum age (4 min) and given up as expired, logged as failed with the SMTP error."""
     log = MemoryDeliveryLog()
     closed = free_port()  # nothing listens there
     async with httpx.AsyncClient(timeout=5) as client:
         notifier = make_notifier(config_for(hooks), client, closed, log)
-        outcomes = await notifier.send(notification())
-    by_channel = {d.channel_type + d.channel.target: r for d, r in outcomes}
-    mail = by_channel["emailduty@example.cn"]
+        await through_outbox(
+            notifier, pg_database, notification(), passes=5, max_age=timedelta(minutes=4)
+        )
+    by_channel = {r.channel + r.recipient: r for r in log.rows.values()}
+    mail = by_channel["emailduty <duty@example.cn>"]
     assert (mail.status, mail.attempts) == ("failed", 4)
     assert mail.error is not None and "SMTP" in mail.error
 
 
 async def test_dispatcher_sends_what_the_scheduler_decides(
-    smtp_server: tuple[int, _MailSink], hooks: Hooks
+    smtp_server: tuple[int, _MailSink], hooks: Hooks, pg_database: str
 ) -> None:
     port, sink = smtp_server
     now = [END]
@@ -447,17 +491,21 @@ async def test_dispatcher_sends_what_the_scheduler_decides(
         ]
     )
     log = MemoryDeliveryLog()
+    outbox = PgOutbox(migrated(pg_database))
     async with httpx.AsyncClient(timeout=5) as client:
         config = config_for(hooks)
         notifier = make_notifier(config, client, port, log)
         dispatcher = AlertDispatcher(
-            NotifyScheduler(config), notifier, registry=registry, clock=lambda: now[0]
+            NotifyScheduler(config), outbox, registry=registry, clock=lambda: now[0]
         )
-        assert dispatcher.on_payload(b"{not json") is False
-        assert dispatcher.on_payload(so2_event().model_dump_json().encode()) is True
-        assert dispatcher.on_payload(so2_event().model_dump_json().encode()) is False  # dup
-        sent = await dispatcher.on_tick()  # group_wait 0 s → due at once
-        await dispatcher.drain()
+        try:
+            assert dispatcher.on_payload(b"{not json") is False
+            assert dispatcher.on_payload(so2_event().model_dump_json().encode()) is True
+            assert dispatcher.on_payload(so2_event().model_dump_json().encode()) is False  # dup
+            sent = await dispatcher.on_tick()  # group_wait 0 s → due at once
+            await OutboxWorker(outbox, notifier, clock=lambda: now[0]).run_once()
+        finally:
+            await outbox.close()
     assert dispatcher.rejected == 1
     assert [n.kind for n in sent] == [NotificationKind.FIRING]
     assert len(sink.messages) == 1
@@ -703,7 +751,7 @@ async def test_cli_ack_publishes_to_kafka(
 
 
 async def test_dispatcher_consumes_the_alerts_topic(
-    kafka_bootstrap: str, unique_topic: str, hooks: Hooks
+    kafka_bootstrap: str, unique_topic: str, hooks: Hooks, pg_database: str
 ) -> None:
     topic = f"{unique_topic}.alerts"
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_batch_size=1, linger_ms=0)
@@ -726,13 +774,15 @@ async def test_dispatcher_consumes_the_alerts_topic(
     )
     async with httpx.AsyncClient(timeout=5) as client:
         notifier = make_notifier(config, client, 1, MemoryDeliveryLog())
-        dispatcher = AlertDispatcher(NotifyScheduler(config), notifier)
+        outbox = PgOutbox(migrated(pg_database))
+        dispatcher = AlertDispatcher(NotifyScheduler(config), outbox)
         stop = asyncio.Event()
         task = asyncio.create_task(
             run_dispatcher(
                 dispatcher, bootstrap=kafka_bootstrap, topic=topic,
                 group_id=f"{unique_topic}.notify", tick_interval_s=0.1, stop=stop,
-                start_from="earliest",
+                start_from="earliest", worker=OutboxWorker(outbox, notifier),
+                worker_interval_s=0.1,
             )
         )
         try:
@@ -743,6 +793,7 @@ async def test_dispatcher_consumes_the_alerts_topic(
         finally:
             stop.set()
             await task
+            await outbox.close()
     [doc] = hooks.received["json"]
     assert doc["alerts"][0]["alert_id"] == ALERT_ID
     assert dispatcher.rejected == 1  # the garbage record was logged and skipped
@@ -753,11 +804,14 @@ async def test_escalation_level_is_recorded_on_the_alert(hooks: Hooks, pg_databa
     log = PgDeliveryLog(pg_database)
     async with httpx.AsyncClient(timeout=5) as client:
         notifier = make_notifier(config_for(hooks), client, 1, log)
-        for level in (2, 1):  # a late level-1 message must not lower the recorded level
-            note = notification(NotificationKind.ESCALATION).model_copy(
+        # a late level-1 message must not lower the recorded level
+        notes = [
+            notification(NotificationKind.ESCALATION).model_copy(
                 update={"groups": ["flaky"], "level": level}
             )
-            await notifier.send(note)
+            for level in (2, 1)
+        ]
+        await through_outbox(notifier, pg_database, *notes)
     await log.close()
     with psycopg.connect(pg_database) as conn:
         row = conn.execute(

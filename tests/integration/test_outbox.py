@@ -42,12 +42,12 @@ from sinks.notifiers import (
     Notifier,
     NotifierMetrics,
     PgDeliveryLog,
-    RetryPolicy,
     WebhookSender,
 )
 from sinks.outbox import Backoff, HeartbeatPlan, OutboxWorker, PgOutbox
 from sinks.schema import migrate
-from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
+from stackwatch.alerts import Severity
+from stackwatch.models import AlertEvent, AlertState, EventKind, Rule
 from stackwatch.notify import NotifyConfig, NotifyScheduler
 from stackwatch.settings import SmtpSettings
 from streams.alert_dispatcher import AlertDispatcher, load_scheduler_from_outbox, run_dispatcher
@@ -199,7 +199,7 @@ def notifier_for(
     return Notifier(
         config, base_url="http://grafana.test:3000", webhook=WebhookSender(http),
         email=EmailSender(smtp), delivery_log=PgDeliveryLog(dsn),
-        retry=RetryPolicy(attempts=1), metrics=metrics or NotifierMetrics(CollectorRegistry()),
+        metrics=metrics or NotifierMetrics(CollectorRegistry()),
     )
 
 
@@ -229,7 +229,7 @@ async def test_ten_minute_outage_then_every_message_exactly_once(
     metrics = NotifierMetrics(CollectorRegistry())
     notifier = notifier_for(config, http, smtp.port, dsn, metrics)
     outbox = PgOutbox(dsn, name="outage")
-    dispatcher = AlertDispatcher(NotifyScheduler(config), notifier, outbox=outbox,
+    dispatcher = AlertDispatcher(NotifyScheduler(config), outbox,
                                  clock=lambda: now[0])
     worker = OutboxWorker(outbox, notifier, backoff=Backoff(10, 2, 120), clock=lambda: now[0])
     try:
@@ -300,7 +300,7 @@ async def test_undelivered_message_expires_with_log_and_metric(
     metrics = NotifierMetrics(CollectorRegistry())
     notifier = notifier_for(config, http, 1, dsn, metrics)
     outbox = PgOutbox(dsn, name="expiry")
-    dispatcher = AlertDispatcher(NotifyScheduler(config), notifier, outbox=outbox,
+    dispatcher = AlertDispatcher(NotifyScheduler(config), outbox,
                                  clock=lambda: now[0], max_age=timedelta(hours=1))
     worker = OutboxWorker(outbox, notifier, backoff=Backoff(60, 2, 600), clock=lambda: now[0])
     hooks.status = 503
@@ -335,7 +335,7 @@ async def test_a_permanent_refusal_is_failed_not_retried(
     config = duty_config(hooks, group="misconfigured")
     notifier = notifier_for(config, http, 1, dsn)
     outbox = PgOutbox(dsn, name="refused")
-    dispatcher = AlertDispatcher(NotifyScheduler(config), notifier, outbox=outbox,
+    dispatcher = AlertDispatcher(NotifyScheduler(config), outbox,
                                  clock=lambda: now[0])
     worker = OutboxWorker(outbox, notifier, backoff=Backoff(10, 2, 120), clock=lambda: now[0])
     await hooks.start()
@@ -369,7 +369,7 @@ async def test_heartbeat_on_an_injected_clock(
     plan = HeartbeatPlan(group="hb", interval=timedelta(hours=1))
 
     def dispatcher() -> AlertDispatcher:
-        return AlertDispatcher(NotifyScheduler(config), notifier, outbox=outbox,
+        return AlertDispatcher(NotifyScheduler(config), outbox,
                                clock=lambda: now[0], heartbeat=plan)
 
     worker = OutboxWorker(outbox, notifier, backoff=Backoff(60, 2, 600), clock=lambda: now[0])
@@ -445,7 +445,7 @@ async def test_restart_with_pending_messages_delivers_them_once(
         worker = OutboxWorker(outbox, notifier, backoff=Backoff(0.2, 1, 0.2))
         stop = asyncio.Event()
         task = asyncio.create_task(run_dispatcher(
-            AlertDispatcher(scheduler, notifier, outbox=outbox), bootstrap=kafka_bootstrap,
+            AlertDispatcher(scheduler, outbox), bootstrap=kafka_bootstrap,
             topic=topic, group_id=group, tick_interval_s=0.1, stop=stop,
             start_from="earliest", worker=worker, worker_interval_s=0.1,
         ))

@@ -1,6 +1,6 @@
 """`stackwatch report`: a scripted June 2024 in a real PostgreSQL 18, reports read back.
 
-The month is written through the real sink path (`sinks.writer.write_batch` with the topic
+The month is written through the real sink path (`sinks.batching.write_batch` with the topic
 models; verdicts from `judge_hour`, alerts from `AlertBook`), then the daily and monthly
 reports of one stack, a plant, a city and all stacks are generated. Their XLSX is read back
 with openpyxl and their HTML with the standard library's parser, and compared with numbers
@@ -47,13 +47,14 @@ from commands import app
 from reports.generate import ReportFiles, generate_report
 from reports.params import ReportParams, Scope
 from reports.query import ScopeNotFoundError
+from sinks.batching import write_batch
 from sinks.db import connect, connect_async
+from sinks.records import SinkKind, SourceRecord
 from sinks.registry_sync import sync_registry
 from sinks.schema import migrate
-from sinks.writer import SinkKind, SourceRecord, write_batch
-from stackwatch.alerts import AlertBook, AlertEvent, Condition, Rule
+from stackwatch.alerts import AlertBook, Condition
 from stackwatch.compliance import HourValue, Limit, LimitKind, Severity, judge_hour
-from stackwatch.models import AggregateRecord
+from stackwatch.models import AggregateRecord, AlertEvent, Rule
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.report_period import daily_period, monthly_period
 

@@ -27,7 +27,7 @@ from sinks.outbox import OutboxEntry, PgOutbox
 from sinks.registry_sync import _UPSERT as REGISTRY_UPSERT
 from sinks.roles import scram_sha256_verifier
 from sinks.schema import migrate
-from sinks.writer import _TARGETS as WRITER_TARGETS
+from sinks.targets import TARGETS as WRITER_TARGETS
 
 pytestmark = pytest.mark.integration
 

@@ -461,6 +461,57 @@ def test_conformity_monthly_applies_the_95_percent_rule(migrated: psycopg.Connec
     ]
 
 
+def test_conformity_monthly_on_a_hand_built_month(migrated: psycopg.Connection[Any]) -> None:
+    """The product's monthly 95 % rule (环大气〔2019〕35号) over a whole Beijing month.
+
+    April 2026 in Beijing time = 2026-03-31T16:00Z + 720 hours (30 days × 24 h).
+    * M1: 684 hours within (600 compliant, 84 预警) and 36 above: 684/720 = 95.00 % exactly
+      → meets (20 × 684 = 13 680 ≥ 19 × 720 = 13 680).
+    * M2: one hour fewer within, 683/720 = 94.861 % → fails (13 660 < 13 680).
+    * M3: 20 stopped and 10 invalid hours, 656 within and 34 above: 690 judged, 656/690 =
+      95.07 % → meets (13 120 ≥ 13 110); counting the 30 excluded hours as judged would give
+      656/720 = 91.11 % and fail.
+      Its extra exceedance at 2026-03-31T15:00Z (Beijing 23:00 on 31 March) is March's.
+    """
+    april = datetime(2026, 3, 31, 16, tzinfo=UTC)
+    march = datetime(2026, 2, 28, 16, tzinfo=UTC)  # Beijing 2026-03-01 00:00
+
+    def month(stack: str, statuses: list[str]) -> list[tuple[Any, ...]]:
+        assert len(statuses) == 720
+        return [
+            (stack, "a21026", "hour", april + i * H, "NATL-2024-ULE", "ultra_low", status,
+             35.0, "hand-built month")
+            for i, status in enumerate(statuses)
+        ]
+
+    rows = month("M1", ["compliant"] * 600 + ["warning"] * 84 + ["exceedance"] * 36)
+    rows += month("M2", ["compliant"] * 683 + ["exceedance"] * 37)
+    rows += month(
+        "M3", ["stopped"] * 20 + ["invalid"] * 10 + ["compliant"] * 656 + ["exceedance"] * 34
+    )
+    rows.append(("M3", "a21026", "hour", april - H, "NATL-2024-ULE", "ultra_low",
+                 "exceedance", 35.0, "hand-built month"))
+    migrated.cursor().executemany(
+        "INSERT INTO limit_verdicts (stack_id, factor, period, period_start, program, kind,"
+        " status, limit_mg_m3, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        rows,
+    )
+    got = migrated.execute(
+        "SELECT stack_id, period_start, judged_hours, compliant_hours, exceedance_hours,"
+        " invalid_hours, stopped_hours, conformity_pct, meets_95"
+        " FROM conformity_monthly ORDER BY stack_id, period_start"
+    ).fetchall()
+    assert [(*r[:7], r[8]) for r in got] == [
+        ("M1", april, 720, 684, 36, 0, 0, True),
+        ("M2", april, 720, 683, 37, 0, 0, False),
+        ("M3", march, 1, 0, 1, 0, 0, False),
+        ("M3", april, 690, 656, 34, 10, 20, True),
+    ]
+    pct = [float(r[7]) for r in got]
+    assert pct == pytest.approx([95.0, 100 * 683 / 720, 0.0, 100 * 656 / 690])
+    assert round(pct[1], 3) == 94.861 and round(pct[3], 2) == 95.07
+
+
 def test_capture_rate_and_monthly_totals_are_hand_computed(
     migrated: psycopg.Connection[Any],
 ) -> None:

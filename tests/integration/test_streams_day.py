@@ -37,10 +37,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from embedded.ports import free_port
 from embedded.process import terminate
-from stackwatch.alerts import AlertEvent
 from stackwatch.beijing_time import CST
 from stackwatch.hj212 import build_frames
-from stackwatch.models import AggregateRecord, RawFrame, Verdict
+from stackwatch.models import AggregateRecord, AlertEvent, RawFrame, Verdict
 from stackwatch.registry import StackInfo, StackRegistry
 from tests.kafka_topics import create_topics
 

@@ -1,6 +1,6 @@
 """The storage writer on the real servers: embedded PostgreSQL 18 and Tansu.
 
-Part 1 drives `sinks.writer.write_batch` in-process against a freshly migrated database: exact
+Part 1 drives `sinks.batching.write_batch` in-process against a freshly migrated database: exact
 rows per mapping, redelivery without duplicates, revision upserts that never regress, alert
 state that never rolls back, bad records dead-lettered without blocking the batch.
 
@@ -32,19 +32,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from embedded import start_postgres, stop_postgres
 from embedded.ports import free_port, stable_port
 from embedded.process import terminate
+from sinks.batching import write_batch
 from sinks.db import connect, connect_async
+from sinks.records import SinkKind, SourceRecord
 from sinks.registry_sync import sync_registry
 from sinks.schema import migrate
-from sinks.writer import SinkKind, SourceRecord, write_batch
-from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule
+from sinks.targets import TARGETS
 from stackwatch.compliance import Severity
 from stackwatch.models import (
     AggregateRecord,
+    AlertEvent,
+    AlertState,
     DeadLetter,
+    EventKind,
     FactorReading,
     RawFrame,
     Reading,
     ReadingKind,
+    Rule,
     Verdict,
 )
 from stackwatch.registry import StackInfo, StackRegistry
@@ -295,6 +300,25 @@ async def test_dead_letters_topic_and_nul_bytes(db: psycopg.AsyncConnection[Any]
     got = await rows(db, "SELECT payload FROM dead_letters ORDER BY occurred_at")
     # PostgreSQL text cannot hold NUL: it is kept visible as the escape "\x00".
     assert got == [("##bad frame 1",), ("##bad frame 2",), ("##abc\\x00def",)]
+
+
+async def test_staging_columns_have_the_tables_types(db: psycopg.AsyncConnection[Any]) -> None:
+    """The staging tables declare their columns (no SELECT on the real table needed to make
+    them): each staged column has exactly the type of the column it is moved into."""
+    type_sql = (
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum"
+    )
+    for target in TARGETS.values():
+        await db.execute(target.create_stage)
+        table_types: dict[str, str] = {}
+        for table, _move in reversed(target.moves):  # alerts: its own column types win
+            table_types |= dict(await (await db.execute(type_sql, (table,))).fetchall())
+        staged = dict(await (await db.execute(type_sql, (target.stage,))).fetchall())
+        assert list(staged) == list(target.columns), target.name
+        assert staged == {c: table_types[c] for c in target.columns}, target.name
+    await db.rollback()
 
 
 async def test_registry_sync_upserts_and_reports_conflicts(

@@ -51,7 +51,7 @@ def test_nothing_to_draw() -> None:
 
 
 def test_flag_counts_follow_hj212_table_order() -> None:
-    from stackwatch.alerts import AlertEvent
+    from stackwatch.models import AlertEvent
 
     minutes = [MinuteFacts(period_start=H7 + timedelta(minutes=i), mean=1.0, zs_mean=None,
                            flag=flag, valid=flag == "N")

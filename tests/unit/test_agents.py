@@ -15,17 +15,19 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from stackwatch.alerts import AlertEvent, EventKind, Rule
 from stackwatch.beijing_time import CST
 from stackwatch.hj212 import build_frames
 from stackwatch.models import (
     AckCommand,
     AggregateRecord,
+    AlertEvent,
     DeadLetter,
+    EventKind,
     FactorReading,
     RawFrame,
     Reading,
     ReadingKind,
+    Rule,
     Verdict,
 )
 from stackwatch.processor import StackProcessor

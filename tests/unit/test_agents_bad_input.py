@@ -19,16 +19,18 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stackwatch.alerts import AlertEvent, EventKind, Rule
 from stackwatch.beijing_time import CST
 from stackwatch.hj212 import build_frames
 from stackwatch.models import (
     AggregateRecord,
+    AlertEvent,
     DeadLetter,
+    EventKind,
     FactorReading,
     RawFrame,
     Reading,
     ReadingKind,
+    Rule,
     Verdict,
 )
 from stackwatch.processor import ProcessorConfig, StreamQualityConfig

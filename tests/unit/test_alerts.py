@@ -9,13 +9,9 @@ import pytest
 
 from stackwatch.alerts import (
     AlertBook,
-    AlertEvent,
     AlertNotFoundError,
     AlertPolicy,
-    AlertState,
     Condition,
-    EventKind,
-    Rule,
     alert_id_for,
     hour_conditions,
     provisional_condition,
@@ -28,6 +24,7 @@ from stackwatch.compliance import (
     Severity,
     judge_hour,
 )
+from stackwatch.models import AlertEvent, AlertState, EventKind, Rule
 
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -8,23 +8,22 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from stackwatch.averaging import (
+    DEFAULT_RULES,
     AveragingRules,
-    EmissionMass,
     Period,
     Sample,
     aggregate,
-    aggregate_day,
     aggregate_flag,
-    aggregate_hour,
-    aggregate_minute,
     dominant_invalid_flag,
-    emission_day,
     emission_hour,
     interval_end,
     interval_start,
     scaled_rules,
 )
 from stackwatch.beijing_time import CST
+from stackwatch.period_means import FactorPeriod, day_from_hours
+from stackwatch.window_items import HourItem
+from stackwatch.windows import ClosedWindow, WindowItem
 
 HOUR = datetime(2026, 3, 1, 8, 0, tzinfo=CST)
 MINUTE = datetime(2026, 3, 1, 8, 40, tzinfo=CST)
@@ -100,7 +99,7 @@ def test_minute_from_12_instantaneous_values() -> None:
     samples = [
         Sample(ts=MINUTE + timedelta(seconds=5 * i), value=10.0 + i, flag="N") for i in range(12)
     ]
-    agg = aggregate_minute(samples, MINUTE)
+    agg = aggregate(samples, MINUTE, Period.MINUTE)
     assert agg.valid and agg.flag == "N"
     assert agg.mean == pytest.approx(15.5)
     assert (agg.min, agg.max) == (10.0, 21.0)
@@ -110,7 +109,7 @@ def test_minute_from_12_instantaneous_values() -> None:
 
 def test_minute_with_11_valid_values_is_invalid() -> None:
     samples = [Sample(ts=MINUTE + timedelta(seconds=5 * i), value=1.0) for i in range(11)]
-    agg = aggregate_minute(samples, MINUTE)
+    agg = aggregate(samples, MINUTE, Period.MINUTE)
     assert not agg.valid and agg.mean is None
     assert agg.reason is not None and "only 11 valid" in agg.reason and "12" in agg.reason
 
@@ -118,7 +117,7 @@ def test_minute_with_11_valid_values_is_invalid() -> None:
 def test_minute_ignores_samples_outside_the_interval() -> None:
     inside = [Sample(ts=MINUTE + timedelta(seconds=5 * i), value=2.0) for i in range(12)]
     outside = [Sample(ts=MINUTE + timedelta(minutes=1), value=1000.0)]
-    agg = aggregate_minute(inside + outside, MINUTE)
+    agg = aggregate(inside + outside, MINUTE, Period.MINUTE)
     assert agg.mean == pytest.approx(2.0)
     assert agg.count_outside == 1 and agg.count_total == 12
 
@@ -128,7 +127,7 @@ def test_minute_ignores_samples_outside_the_interval() -> None:
 
 def test_hour_from_45_known_minutes() -> None:
     # values 1..45: sum = 45 × 46/2 = 1035 → mean 1035/45 = 23.0
-    agg = aggregate_hour(minutes([float(v) for v in range(1, 46)], ["N"] * 45), HOUR)
+    agg = aggregate(minutes([float(v) for v in range(1, 46)], ["N"] * 45), HOUR, Period.HOUR)
     assert agg.valid and agg.flag == "N" and agg.reason is None
     assert agg.mean == pytest.approx(23.0)
     assert (agg.min, agg.max, agg.count_valid) == (1.0, 45.0, 45)
@@ -136,7 +135,7 @@ def test_hour_from_45_known_minutes() -> None:
 
 def test_hour_with_44_valid_minutes_is_invalid_and_says_why() -> None:
     # 44 N minutes + 16 calibration minutes
-    agg = aggregate_hour(minutes([5.0] * 60, ["N"] * 44 + ["C"] * 16), HOUR)
+    agg = aggregate(minutes([5.0] * 60, ["N"] * 44 + ["C"] * 16), HOUR, Period.HOUR)
     assert not agg.valid and agg.mean is None
     assert agg.flag == "C" and agg.dominant_invalid_flag == "C"
     assert agg.count_valid == 44 and agg.count_total == 60
@@ -146,7 +145,7 @@ def test_hour_with_44_valid_minutes_is_invalid_and_says_why() -> None:
 def test_hour_34_normal_of_45_is_N() -> None:
     # 34 N at 10.0 + 11 S at 20.0: 34/45 = 75.6 % > 75 % → N
     # mean = (34 × 10 + 11 × 20)/45 = (340 + 220)/45 = 560/45 = 12.444
-    agg = aggregate_hour(minutes([10.0] * 34 + [20.0] * 11, ["N"] * 34 + ["S"] * 11), HOUR)
+    agg = aggregate(minutes([10.0] * 34 + [20.0] * 11, ["N"] * 34 + ["S"] * 11), HOUR, Period.HOUR)
     assert agg.flag == "N" and agg.valid
     assert agg.mean == pytest.approx(12.444, abs=5e-4)
     assert agg.count_normal == 34
@@ -156,7 +155,7 @@ def test_hour_exactly_75_percent_normal_is_flagged_D_but_stays_valid() -> None:
     # 36 N + 12 S = 48 valid minutes; 36/48 = 75.0 % is not > 75 % → flag D (App. C), but
     # 48 ≥ 45 valid minutes make the hour valid (App. D.2): the flag does not gate validity.
     # mean = (36 × 10 + 12 × 20)/48 = 600/48 = 12.5
-    agg = aggregate_hour(minutes([10.0] * 36 + [20.0] * 12, ["N"] * 36 + ["S"] * 12), HOUR)
+    agg = aggregate(minutes([10.0] * 36 + [20.0] * 12, ["N"] * 36 + ["S"] * 12), HOUR, Period.HOUR)
     assert agg.flag == "D" and agg.valid
     assert agg.mean == pytest.approx(12.5)
     assert agg.reason is not None and "75.0 %" in agg.reason
@@ -166,14 +165,14 @@ def test_calibration_minutes_beside_45_valid_ones_do_not_invalidate_the_hour() -
     # 45 N minutes at 40 + 15 C minutes (span gas 90): valid (45 ≥ 45), mean of the 45 valid
     # minutes = 40.0, flag D (45/60 = 75 % normal, not > 75 %). Before, the D flag made it
     # invalid and an exceedance of a 35 limit went unjudged.
-    agg = aggregate_hour(minutes([40.0] * 45 + [90.0] * 15, ["N"] * 45 + ["C"] * 15), HOUR)
+    agg = aggregate(minutes([40.0] * 45 + [90.0] * 15, ["N"] * 45 + ["C"] * 15), HOUR, Period.HOUR)
     assert agg.valid and agg.mean == 40.0 and agg.flag == "D"
 
 
 def test_hour_validity_by_minutes_covered_not_by_records() -> None:
     # Six valid 10-minute records cover 60 minutes: valid. Their mean is the plain mean.
     six = minutes([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], ["N"] * 6)
-    agg = aggregate_hour(six, HOUR)
+    agg = aggregate(six, HOUR, Period.HOUR)
     assert not agg.valid  # counted as minutes, 6 < 45
     agg = aggregate(six, HOUR, Period.HOUR, coverage=60.0)
     assert agg.valid and agg.mean == 3.5 and agg.coverage_minutes == 60.0
@@ -185,16 +184,16 @@ def test_hour_validity_by_minutes_covered_not_by_records() -> None:
 
 def test_hour_share_counts_received_invalid_minutes() -> None:
     # 45 N + 15 C: 45 valid (enough) but 45/60 = 75 % normal → D
-    assert aggregate_hour(minutes([1.0] * 60, ["N"] * 45 + ["C"] * 15), HOUR).flag == "D"
+    assert aggregate(minutes([1.0] * 60, ["N"] * 45 + ["C"] * 15), HOUR, Period.HOUR).flag == "D"
     # 46 N + 14 C: 46/60 = 76.7 % → N, mean of the 46 valid = 1.0
-    agg = aggregate_hour(minutes([1.0] * 60, ["N"] * 46 + ["C"] * 14), HOUR)
+    agg = aggregate(minutes([1.0] * 60, ["N"] * 46 + ["C"] * 14), HOUR, Period.HOUR)
     assert agg.flag == "N" and agg.valid and agg.mean == pytest.approx(1.0)
     # 45 N received, 15 never received: 45/45 = 100 % → N
-    assert aggregate_hour(minutes([1.0] * 45, ["N"] * 45), HOUR).flag == "N"
+    assert aggregate(minutes([1.0] * 45, ["N"] * 45), HOUR, Period.HOUR).flag == "N"
 
 
 def test_calibration_hour_carries_C() -> None:
-    agg = aggregate_hour(minutes([0.0] * 60, ["C"] * 60), HOUR)
+    agg = aggregate(minutes([0.0] * 60, ["C"] * 60), HOUR, Period.HOUR)
     assert not agg.valid and agg.flag == "C" and agg.dominant_invalid_flag == "C"
     assert agg.flag_counts == {"C": 60}
 
@@ -202,7 +201,7 @@ def test_calibration_hour_carries_C() -> None:
 def test_invalid_values_and_unknown_flags_are_invalid_constituents() -> None:
     values: list[float | None] = [*([3.0] * 45), None, float("nan"), 99.0]
     flags = ["N"] * 45 + ["N", "N", "X"]
-    agg = aggregate_hour(minutes(values, flags), HOUR)
+    agg = aggregate(minutes(values, flags), HOUR, Period.HOUR)
     # 45 valid of 48; normal = 45/48 = 93.75 % → N; mean 3.0 (None/NaN/X excluded)
     assert agg.valid and agg.mean == pytest.approx(3.0) and agg.max == 3.0
     assert agg.count_valid == 45 and agg.count_total == 48 and agg.count_normal == 45
@@ -215,11 +214,11 @@ def test_hour_from_minute_aggregates() -> None:
     for m in range(45):
         start = HOUR + timedelta(minutes=m)
         samples = [Sample(ts=start + timedelta(seconds=5 * i), value=float(m)) for i in range(12)]
-        minute_aggs.append(aggregate_minute(samples, start))
+        minute_aggs.append(aggregate(samples, start, Period.MINUTE))
     # one invalid minute (only 3 samples) adds an invalid constituent
     bad_start = HOUR + timedelta(minutes=45)
-    minute_aggs.append(aggregate_minute([Sample(ts=bad_start, value=1e6)] * 3, bad_start))
-    agg = aggregate_hour(minute_aggs, HOUR)
+    minute_aggs.append(aggregate([Sample(ts=bad_start, value=1e6)] * 3, bad_start, Period.MINUTE))
+    agg = aggregate(minute_aggs, HOUR, Period.HOUR)
     # sum 0..44 = 990 → 990/45 = 22.0; 45 N of 46 = 97.8 % → N
     assert agg.valid and agg.mean == pytest.approx(22.0)
     assert agg.count_total == 46 and agg.count_valid == 45
@@ -227,13 +226,13 @@ def test_hour_from_minute_aggregates() -> None:
 
 def test_thresholds_are_parameters() -> None:
     rules = AveragingRules(min_minutes_per_hour=30)
-    assert aggregate_hour(minutes([2.0] * 30, ["N"] * 30), HOUR, rules).valid
-    assert not aggregate_hour(minutes([2.0] * 30, ["N"] * 30), HOUR).valid
+    assert aggregate(minutes([2.0] * 30, ["N"] * 30), HOUR, Period.HOUR, rules).valid
+    assert not aggregate(minutes([2.0] * 30, ["N"] * 30), HOUR, Period.HOUR).valid
 
 
 def test_unaligned_start_is_refused() -> None:
     with pytest.raises(ValueError, match="boundary"):
-        aggregate_hour([], HOUR + timedelta(minutes=1))
+        aggregate([], HOUR + timedelta(minutes=1), Period.HOUR)
 
 
 # --- day ---------------------------------------------------------------------------------------
@@ -247,12 +246,12 @@ def hours(n: int, value: float = 1.0, flag: str = "N", start: datetime = DAY) ->
 
 def test_day_with_20_valid_hours() -> None:
     # 20 hours at 4.0 → 4.0; plus 4 maintenance hours: 20/24 = 83.3 % normal → N
-    agg = aggregate_day(hours(20, 4.0) + hours(4, 0.0, "M", DAY + timedelta(hours=20)), DAY)
+    agg = aggregate(hours(20, 4.0) + hours(4, 0.0, "M", DAY + timedelta(hours=20)), DAY, Period.DAY)
     assert agg.valid and agg.flag == "N" and agg.mean == pytest.approx(4.0)
 
 
 def test_day_with_19_valid_hours_is_invalid() -> None:
-    agg = aggregate_day(hours(19) + hours(5, 1.0, "F", DAY + timedelta(hours=19)), DAY)
+    agg = aggregate(hours(19) + hours(5, 1.0, "F", DAY + timedelta(hours=19)), DAY, Period.DAY)
     assert not agg.valid and agg.flag == "F"
     assert agg.reason is not None and "19 valid hourly values of 20" in agg.reason
 
@@ -263,7 +262,7 @@ def test_day_window_runs_00_to_24_local() -> None:
     before = Sample(ts=datetime(2026, 3, 1, 15, 0, tzinfo=UTC), value=100.0)
     last = Sample(ts=datetime(2026, 3, 2, 15, 0, tzinfo=UTC), value=1.0)
     after = Sample(ts=datetime(2026, 3, 2, 16, 0, tzinfo=UTC), value=100.0)
-    agg = aggregate_day([before, *hours(23), last, after], DAY)
+    agg = aggregate([before, *hours(23), last, after], DAY, Period.DAY)
     assert agg.count_total == 24 and agg.count_outside == 2
     assert agg.mean == pytest.approx(1.0)
     assert agg.start == datetime(2026, 3, 1, 16, 0, tzinfo=UTC)
@@ -278,47 +277,49 @@ def _hour_of(value: float, start: datetime = HOUR) -> list[Sample]:
 
 def test_emission_hour() -> None:
     # 9.78 mg/m³ × 500 000 m³/h × 10⁻⁶ = 4.89 kg in that hour
-    conc = aggregate_hour(_hour_of(9.78), HOUR)
-    flow = aggregate_hour(_hour_of(500_000.0), HOUR)
+    conc = aggregate(_hour_of(9.78), HOUR, Period.HOUR)
+    flow = aggregate(_hour_of(500_000.0), HOUR, Period.HOUR)
     mass = emission_hour(conc, flow)
     assert mass.valid and mass.kg == pytest.approx(4.89)
     assert mass.start == HOUR and mass.period is Period.HOUR
 
 
 def test_emission_hour_invalid_when_concentration_invalid() -> None:
-    conc = aggregate_hour(minutes([9.78] * 60, ["C"] * 60), HOUR)
-    flow = aggregate_hour(_hour_of(500_000.0), HOUR)
+    conc = aggregate(minutes([9.78] * 60, ["C"] * 60), HOUR, Period.HOUR)
+    flow = aggregate(_hour_of(500_000.0), HOUR, Period.HOUR)
     mass = emission_hour(conc, flow)
     assert not mass.valid and mass.kg is None
     assert mass.reason is not None and "concentration hour invalid" in mass.reason
 
 
 def test_emission_hour_refuses_mismatched_hours() -> None:
-    conc = aggregate_hour(_hour_of(9.78), HOUR)
-    flow = aggregate_hour(_hour_of(500_000.0, HOUR + timedelta(hours=1)), HOUR + timedelta(hours=1))
+    conc = aggregate(_hour_of(9.78), HOUR, Period.HOUR)
+    next_hour = HOUR + timedelta(hours=1)
+    flow = aggregate(_hour_of(500_000.0, next_hour), next_hour, Period.HOUR)
     assert not emission_hour(conc, flow).valid
 
 
-def test_emission_day_sums_valid_hours() -> None:
-    def mass(i: int, kg: float | None) -> EmissionMass:
+def test_day_mass_sums_valid_hours() -> None:
+    def mass(i: int, kg: float | None) -> tuple[WindowItem, HourItem]:
         start = DAY + timedelta(hours=i)
-        return EmissionMass(
-            period=Period.HOUR,
-            start=start,
-            end=start + timedelta(hours=1),
-            kg=kg,
-            valid=kg is not None,
-        )
+        hour = HourItem(value=1.0 if kg is not None else None, flag="N" if kg else "M",
+                        valid=kg is not None, kg=kg)
+        return WindowItem(key=f"{i}", event_time=start, item=hour.to_json()), hour
+
+    def day_of(entries: list[tuple[WindowItem, HourItem]]) -> FactorPeriod:
+        closed = ClosedWindow(start=DAY, end=DAY + timedelta(days=1), revision=0, final=True,
+                              items=tuple(e for e, _ in entries))
+        return day_from_hours(closed, {"a21026": entries}, DEFAULT_RULES)["a21026"].factors[
+            "a21026"
+        ]
 
     # 20 valid hours × 4.89 kg = 97.8 kg; 4 invalid hours contribute nothing
-    day = emission_day(
-        [mass(i, 4.89) for i in range(20)] + [mass(i, None) for i in range(20, 24)], DAY
-    )
-    assert day.valid and day.kg == pytest.approx(97.8)
-    assert (day.count_valid, day.count_total) == (20, 24)
+    day = day_of([mass(i, 4.89) for i in range(20)] + [mass(i, None) for i in range(20, 24)])
+    assert day.agg.valid and day.mass_kg == pytest.approx(97.8)
+    assert (day.agg.count_valid, day.agg.count_total) == (20, 24)
     # 19 valid hours × 4.89 = 92.91 kg, below the 20-hour rule → invalid but mass kept
-    day19 = emission_day([mass(i, 4.89) for i in range(19)], DAY)
-    assert not day19.valid and day19.kg == pytest.approx(92.91)
+    day19 = day_of([mass(i, 4.89) for i in range(19)])
+    assert not day19.agg.valid and day19.mass_kg == pytest.approx(92.91)
 
 
 def test_scaled_rules_for_sparse_sources() -> None:
@@ -342,7 +343,7 @@ def test_hour_of_ten_minute_values() -> None:
     rules = scaled_rules(min_interval_min=10)
     ten = [HOUR + timedelta(minutes=10 * i) for i in range(6)]
     ok = [Sample(ts=ts, value=2.0, flag="N" if i < 5 else "C") for i, ts in enumerate(ten)]
-    agg = aggregate_hour(ok, HOUR, rules)
+    agg = aggregate(ok, HOUR, Period.HOUR, rules)
     assert agg.valid and agg.flag == "N" and agg.mean == pytest.approx(2.0)
     short = [Sample(ts=ts, value=2.0, flag="N" if i < 4 else "C") for i, ts in enumerate(ten)]
-    assert not aggregate_hour(short, HOUR, rules).valid
+    assert not aggregate(short, HOUR, Period.HOUR, rules).valid

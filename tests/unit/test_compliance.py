@@ -1,4 +1,8 @@
-"""Compliance judgement, conformity rates and the rolling mean, against hand-computed answers."""
+"""Compliance judgement and the rolling mean, against hand-computed answers.
+
+Monthly conformity (the 95 % rule) is computed by the database view `conformity_monthly`:
+tests/integration/test_schema.py runs it on a hand-built month.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,7 @@ from stackwatch.compliance import (
     LimitKind,
     RollingMean,
     Severity,
-    conformity,
-    daily_conformity,
     judge_hour,
-    monthly_conformity,
 )
 
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
@@ -176,69 +177,6 @@ def test_bad_inputs_are_refused_at_the_boundary() -> None:
                 "valid_minutes": 60,
             }
         )  # naive start
-
-
-# ----------------------------------------------------------------------------- conformity
-
-
-def month_of_hours(compliant: int, total: int = 720) -> list[HourValue]:
-    """``total`` valid hours from 2026-04-01 00:00 CST; the first ``compliant`` at 20 mg/m³."""
-    start = datetime(2026, 3, 31, 16, 0, tzinfo=UTC)  # = 2026-04-01 00:00 CST
-    return [
-        hour(20.0 if i < compliant else 40.0, start=start + timedelta(hours=i))
-        for i in range(total)
-    ]
-
-
-def test_conformity_95_percent_boundary_meets() -> None:
-    # April has 30 × 24 = 720 hours; 684 / 720 = 0.95 exactly → meets.
-    result = monthly_conformity(month_of_hours(684), ULE_SO2)
-    assert list(result) == ["2026-04"]
-    c = result["2026-04"]
-    assert (c.valid_hours, c.compliant_hours) == (720, 684)
-    assert c.rate == pytest.approx(0.95)
-    assert c.meets_95 is True
-
-
-def test_conformity_one_hour_short_fails() -> None:
-    c = monthly_conformity(month_of_hours(683), ULE_SO2)["2026-04"]  # 683/720 = 0.94861…
-    assert c.compliant_hours == 683
-    assert c.meets_95 is False
-
-
-def test_conformity_excludes_invalid_and_non_production_and_counts_duplicates_once() -> None:
-    hours = [
-        hour(20.0, start=T0),
-        hour(20.0, start=T0),  # duplicate of the first
-        hour(40.0, start=T0 + timedelta(hours=1)),
-        hour(90.0, start=T0 + timedelta(hours=2), valid=False, minutes=10, flag="D"),
-        hour(90.0, start=T0 + timedelta(hours=3), production=False),
-        hour(35.0, start=T0 + timedelta(hours=4)),  # equal to the limit: within it
-    ]
-    c = conformity(hours, ULE_SO2)
-    # valid production hours: 00, 01, 04 → 3; within 35: 00 (20) and 04 (35) → 2.
-    assert (c.valid_hours, c.compliant_hours, c.excluded_hours) == (3, 2, 2)
-    assert c.rate == pytest.approx(2 / 3)
-    assert c.meets_95 is False
-
-
-def test_conformity_without_valid_hours() -> None:
-    c = conformity([hour(1.0, valid=False, minutes=0, flag="F")], ULE_SO2)
-    assert c.valid_hours == 0
-    assert c.rate is None
-    assert c.meets_95 is False
-
-
-def test_daily_conformity_uses_china_local_days() -> None:
-    # 2026-01-04 15:00 UTC = 23:00 CST on the 4th; 16:00 UTC = 00:00 CST on the 5th.
-    hours = [
-        hour(20.0, start=datetime(2026, 1, 4, 15, tzinfo=UTC)),
-        hour(40.0, start=datetime(2026, 1, 4, 16, tzinfo=UTC)),
-    ]
-    result = daily_conformity(hours, ULE_SO2)
-    assert list(result) == ["2026-01-04", "2026-01-05"]
-    assert result["2026-01-04"].compliant_hours == 1
-    assert result["2026-01-05"].compliant_hours == 0
 
 
 # ----------------------------------------------------------------------------- rolling mean

@@ -21,7 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from stackwatch.alerts import RULE_TITLES, Rule
+from stackwatch.alerts import KIND_TITLES, RULE_TITLES
+from stackwatch.models import Rule
 from stackwatch.notify.render import dashboard_url
 from tests.python_source import parse_files
 
@@ -293,6 +294,13 @@ def test_rule_titles_follow_the_alert_rules() -> None:
     )
     for rule, title in expected.items():
         assert f"WHEN '{rule}' THEN '{title}'" in anno["target"]["rawSql"]
+    # ... and, for a limit rule, the title of the deciding limit's kind first (超标 only for
+    # the legal standard, 超过超低排放限值 for an ultra-low target; issue 13)
+    for (rule_, kind), (zh, en) in KIND_TITLES.items():
+        assert f"WHEN '{rule_.value}:{kind}' THEN '{zh} {en}'" in anno["target"]["rawSql"]
+    generic = {RULE_TITLES[r][0] for r in
+               (Rule.HOUR_EXCEEDANCE, Rule.DAY_EXCEEDANCE, Rule.PROVISIONAL_EXCEEDANCE)}
+    assert not [t for t in generic if "超标" in t], generic
 
 
 def test_flag_mappings_cover_hj212_table_8() -> None:

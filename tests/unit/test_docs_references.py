@@ -38,42 +38,9 @@ SKIP_DIRS = frozenset(
     }
 )
 
-#: Files being moved by another change (stackwatch/cli/limits.py is now commands/limits.py);
-#: their references are fixed after the move. Remove an entry once its file is fixed.
-PENDING_FILES: frozenset[str] = frozenset({"commands/limits.py"})
-
-#: Lines that still name the notes, each (path, stripped line): comments in migrations that
-#: databases have already applied, whose text is checksummed (`stackwatch db status` would
-#: report them as edited). A fixed line must leave this list (the test says so).
-PENDING_LINES: frozenset[tuple[str, str]] = frozenset(
-    {
-        (
-            "sinks/migrations/0001_core.sql",
-            "-- The immutable raw layer (DOMAIN.md §4.3 item 1): every frame verbatim, accepted "
-            "or not.",
-        ),
-        (
-            "sinks/migrations/0001_core.sql",
-            "-- effective-dated and program-tagged (LIMITS.md N1), so the evaluator stores the "
-            "limit it used;",
-        ),
-        (
-            "sinks/migrations/0003_compliance.sql",
-            "-- What is counted (DOMAIN.md §3.2, LIMITS.md N4): ultra-low limits are HOURLY-mean "
-            "limits, and",
-        ),
-        (
-            "sinks/migrations/0003_compliance.sql",
-            "--                    measured mean (LIMITS.md N3: no O2 correction on a measured "
-            "basis)",
-        ),
-        (
-            "sinks/migrations/0006_limit_verdicts.sql",
-            "row_id        text,                          -- catalogue row (LIMITS.md id) or "
-            "'override'",
-        ),
-    }
-)
+#: The one file besides this that must name the notes: it rebuilds the applied migrations'
+#: earlier comment lines (which cited them) to prove the edit changed comments only.
+MIGRATION_HISTORY_TEST = "tests/unit/test_migration_templates.py"
 
 #: Text files whose references to docs are checked.
 TEXT_SUFFIXES = frozenset(
@@ -145,12 +112,11 @@ def test_slug_rule() -> None:
 
 def test_no_reference_to_external_domain_notes() -> None:
     offenders: list[str] = []
-    pending_seen: set[tuple[str, str]] = set()
     for path in project_files():
         name = rel(path)
         if path == Path(__file__).resolve():
-            continue  # the one file that must name them: the pending lists above
-        if any(name == p or name.startswith(p.rstrip("/") + "/") for p in PENDING_FILES):
+            continue  # this file names them to look for them
+        if name == MIGRATION_HISTORY_TEST:
             continue
         try:
             data = path.read_bytes()
@@ -161,17 +127,12 @@ def test_no_reference_to_external_domain_notes() -> None:
         for number, line in enumerate(data.splitlines(), start=1):
             if not any(note in line for note in EXTERNAL_NOTES):
                 continue
-            key = (name, line.decode("utf-8", "replace").strip())
-            if key in PENDING_LINES:
-                pending_seen.add(key)
-                continue
-            offenders.append(f"{name}:{number}: {key[1][:120]}")
+            text = line.decode("utf-8", "replace").strip()
+            offenders.append(f"{name}:{number}: {text[:120]}")
     assert not offenders, (
         "these name the external domain notes; cite the standard's clause and the repo's "
         "docs/<page>.md#<anchor> instead:\n" + "\n".join(offenders)
     )
-    stale = sorted(PENDING_LINES - pending_seen)
-    assert not stale, f"fixed lines: remove them from PENDING_LINES: {stale}"
 
 
 def _doc_references() -> Iterator[tuple[str, str, str]]:

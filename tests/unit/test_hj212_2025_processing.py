@@ -6,10 +6,9 @@ from datetime import datetime, timedelta
 
 from pydantic import SecretStr
 
-from stackwatch.alerts import EventKind, Rule
 from stackwatch.beijing_time import CST
 from stackwatch.hj212 import build_frames
-from stackwatch.models import RawFrame, Reading, Verdict
+from stackwatch.models import EventKind, RawFrame, Reading, Rule, Verdict
 from stackwatch.normalise import NormaliseConfig, reading_from_raw, security_event
 from stackwatch.processor import Outputs, StackProcessor
 from stackwatch.registry import Sm4Key, StackInfo

@@ -337,7 +337,8 @@ def test_override_replaces_the_enforceable_value(cat: LimitCatalogue) -> None:
 
 
 def test_override_without_catalogue_standard_becomes_a_permit_rule(cat: LimitCatalogue) -> None:
-    rules = cat.applicable("steel", "coke_oven", date(2022, 1, 1), overrides={SO2: 50})
+    # A steel coke oven after GB 16171-2012 (K3) ends on 2026-12-31: no catalogue standard.
+    rules = cat.applicable("steel", "coke_oven", date(2027, 1, 1), overrides={SO2: 50})
     permit = _one(rules, SO2, LimitKind.STANDARD)
     assert (permit.program, permit.status, permit.limit_mg_m3) == ("PERMIT", Status.CONFIGURED, 50)
     assert permit.ref_o2 == 8 and permit.o2_from_row == "S3"  # the ULE row's basis

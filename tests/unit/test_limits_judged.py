@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from stackwatch.alerts import EventKind, Rule, Severity
+from stackwatch.alerts import Severity, alert_title
 from stackwatch.beijing_time import CST
 from stackwatch.compliance import (
+    Basis,
     DayValue,
     HourStatus,
     HourValue,
@@ -26,7 +27,15 @@ from stackwatch.compliance import (
 from stackwatch.emission_totals import EmissionTotals
 from stackwatch.hj212 import build_frames
 from stackwatch.limits.catalogue import default_catalogue
-from stackwatch.models import AggregateRecord, FactorReading, RawFrame, Reading, ReadingKind
+from stackwatch.models import (
+    AggregateRecord,
+    EventKind,
+    FactorReading,
+    RawFrame,
+    Reading,
+    ReadingKind,
+    Rule,
+)
 from stackwatch.models import Verdict as FrameVerdict
 from stackwatch.normalise import reading_from_raw
 from stackwatch.processor import StackProcessor
@@ -379,3 +388,121 @@ def test_stack_limits_without_an_explicit_governing_target_use_the_strictest() -
     )})
     target = limits.ultra_low(SO2)
     assert target is not None and target.program == "B"
+
+
+# ------------------------------------------------------------------ audit additions (issue 13)
+
+
+def test_henan_c9_ends_on_2024_01_18_and_every_plant_moves_to_the_national_values() -> None:
+    # A Zhengzhou kiln with no program in the registry: HN-2019-ULE (C9, NOx 100 at 10 %) is
+    # in force through 2024-01-18; from 2024-01-19 the 2024 national opinion (C1, NOx 50).
+    # NOx 80 at 10 % O2: ≤ 80 (= 80 % of 100, the warning level) → 达标 under C9;
+    # 80 > 50 → 超过超低排放限值 under C1. The legal limit C4 (320) holds throughout.
+    kiln = _kiln()
+    hour = _hour(kiln, NOX, measured=80.0, converted=80.0, ref_o2=10.0, o2=10.0)
+    resolver = LimitResolver(default_catalogue())  # the resolver caches by stack id and day
+    before = resolver.for_stack(kiln, date(2024, 1, 18))
+    after = resolver.for_stack(kiln, date(2024, 1, 19))
+    assert {lim.row_id for lim in before.by_factor[NOX]} == {"C9", "C4"}
+    assert {lim.row_id for lim in after.by_factor[NOX]} == {"C1", "C4"}
+    on_18 = _by_row(judge_hour(hour, before.by_factor[NOX]).verdicts)
+    on_19 = judge_hour(hour, after.by_factor[NOX])
+    assert on_18["C9"].status is HourStatus.COMPLIANT and on_18["C9"].limit == 100.0
+    assert on_18["C4"].status is HourStatus.COMPLIANT
+    assert on_19.status is HourStatus.EXCEEDANCE and on_19.limit_row == "C1"
+    assert on_19.limit == 50.0 and on_19.program == "NATL-2024-ULE"
+    assert _by_row(on_19.verdicts)["C1"].term_zh == "超过超低排放限值"
+    assert _by_row(on_19.verdicts)["C4"].term_zh == "达标"
+
+
+STEEL_COKE_OVEN = StackInfo(
+    stack_id="ay-coke", mn="MNAYCOKEOVEN01", sector="steel", process="coke_oven",
+    province="河南", city="安阳",
+)
+
+
+def test_a_steel_coke_oven_has_its_legal_limit_from_gb_16171() -> None:
+    limits = RESOLVER.for_stack(STEEL_COKE_OVEN, date(2026, 3, 2))
+    rows = {(lim.row_id, lim.kind, lim.limit_mg_m3, lim.ref_o2, lim.unconfirmed)
+            for lim in limits.by_factor[SO2]}
+    # S3: steel ULE SO2 30 at 8 %; K3: GB 16171-2012 special SO2 30, no basis stated (measured),
+    # unconfirmed.
+    assert rows == {("S3", LimitKind.ULTRA_LOW, 30.0, 8.0, True),
+                    ("K3", LimitKind.STANDARD, 30.0, None, True)}
+    # Measured SO2 27 at O2 13 %: at 8 % 27 × 13/8 = 43.875 > 30 (超过超低排放限值);
+    # measured 27 ≤ 30 but > 24 (80 % of 30): 预警 against the legal limit.
+    verdict = judge_hour(
+        _hour(STEEL_COKE_OVEN, SO2, measured=27.0, converted=43.875, ref_o2=8.0, o2=13.0),
+        limits.by_factor[SO2],
+    )
+    s3, k3 = _by_row(verdict.verdicts)["S3"], _by_row(verdict.verdicts)["K3"]
+    assert (s3.value, s3.term_zh) == (43.875, "超过超低排放限值")
+    assert (k3.value, k3.basis, k3.term_zh) == (27.0, Basis.MEASURED, "预警")
+    # GB 16171-2012's special limits end on 2026-12-31 (K5): no legal row from 2027.
+    later = RESOLVER.for_stack(STEEL_COKE_OVEN, date(2027, 1, 1))
+    assert {lim.row_id for lim in later.by_factor[SO2]} == {"S3"}
+
+
+def test_every_stack_point_has_a_legal_standard() -> None:
+    # Every catalogue point judged as a stack has a legal-standard row on 2026-03-02, except
+    # the steel sector's catch-all `other` (per-stack permit value, docs/limits.md) and the
+    # Sanmenxia workshop (an area point: its 1.5 is the fugitive value).
+    cat = default_catalogue()
+    day = date(2026, 3, 2)
+    points = sorted({(r.sector, r.process) for r in cat.rules})
+    missing = [
+        (sector, process)
+        for sector, process in points
+        if not any(r.kind.value == "standard" for r in cat.applicable(sector, process, day))
+    ]
+    assert missing == [("cement", "grinding_workshop"), ("steel", "other")]
+    standards = {r.program for r in cat.rules if r.kind.value == "standard"}
+    assert {"GB13223-2011-special", "GB28662-2012-special", "GB28663-2012-special",
+            "GB28664-2012-special", "GB28665-2012-special"} <= standards
+
+
+def test_alert_titles_name_the_level_of_the_deciding_limit() -> None:
+    # 超标 only against the legal standard; 超过超低排放限值 against an ultra-low target; the
+    # workshop value has its own term; a title without a kind names no level.
+    assert alert_title(Rule.HOUR_EXCEEDANCE, {"limit_kind": "standard"})[0] == "小时均值超标"
+    assert alert_title(Rule.HOUR_EXCEEDANCE, {"limit_kind": "ultra_low"})[0] == (
+        "小时均值超过超低排放限值"
+    )
+    assert alert_title(Rule.HOUR_EXCEEDANCE, {"limit_kind": "fugitive"})[0] == (
+        "车间扬尘小时均值超过控制值"
+    )
+    assert alert_title(Rule.HOUR_WARNING, {"limit_kind": "ultra_low"})[0] == (
+        "小时均值接近超低排放限值（预警）"
+    )
+    assert alert_title(Rule.DAY_EXCEEDANCE, {"limit_kind": "standard"})[0] == "日均值超标"
+    assert alert_title(Rule.DAY_EXCEEDANCE, {"limit_kind": "ultra_low"})[0] == (
+        "日均值超过超低排放限值"
+    )
+    assert alert_title(Rule.PROVISIONAL_EXCEEDANCE, {"limit_kind": "ultra_low"})[0] == (
+        "滚动小时均值超过超低排放限值预警"
+    )
+    assert alert_title(Rule.PROVISIONAL_EXCEEDANCE, {"limit_kind": "standard"})[0] == (
+        "滚动小时均值超标预警"
+    )
+    for rule in (Rule.HOUR_EXCEEDANCE, Rule.DAY_EXCEEDANCE, Rule.PROVISIONAL_EXCEEDANCE):
+        assert "超标" not in alert_title(rule, {})[0]
+
+
+def test_a_yearly_permit_cap_counts_the_earlier_months() -> None:
+    # Cap 1 t/a of SO2 and 0.5 t/month. 990 kg on Beijing 2026-10-31, then 2 kg/h on
+    # 2026-11-02: after hour 04 (5 hours) 990 + 10 = 1 000 kg = 1.0 t, not above; after hour
+    # 05, 1 002 kg = 1.002 t > 1 t → active, carrying the year cap (ratio 1.002 vs the
+    # month's 12 kg / 500 kg = 0.024).
+    caps = [PermitCap(factor=SO2, tonnes=1.0, per="year"),
+            PermitCap(factor=SO2, tonnes=0.5, per="month")]
+    totals = EmissionTotals()
+    totals.record_day(SO2, T0 - timedelta(days=2), 990.0)
+    for h in range(5):
+        totals.record_hour(SO2, T0 + timedelta(hours=h), 2.0)
+    (at_5,) = totals.conditions("k", caps, T0 + timedelta(hours=4))
+    assert not at_5.active and at_5.value == pytest.approx(1.0)
+    totals.record_hour(SO2, T0 + timedelta(hours=5), 2.0)
+    (at_6,) = totals.conditions("k", caps, T0 + timedelta(hours=5))
+    assert at_6.active and at_6.value == pytest.approx(1.002) and at_6.limit == 1.0
+    assert at_6.evidence["per"] == "year" and at_6.evidence["period"] == "2026"
+    assert at_6.at == T0 + timedelta(hours=6)

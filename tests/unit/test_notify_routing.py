@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
+from stackwatch.alerts import Severity
+from stackwatch.models import AlertEvent, AlertState, EventKind, Rule
 from stackwatch.notify import (
     AlertItem,
     Notification,

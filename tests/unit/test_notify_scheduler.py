@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
+from stackwatch.alerts import Severity
+from stackwatch.models import AlertEvent, AlertState, EventKind, Rule
 from stackwatch.notify import (
     Notification,
     NotificationKind,

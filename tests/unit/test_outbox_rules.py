@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from sinks.ack_api import hash_token
 from sinks.outbox import Backoff, HeartbeatPlan, entries_for, heartbeat_entries, heartbeat_slot
 from sinks.rate_limit import RateLimiter
-from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule, Severity
+from stackwatch.alerts import Severity
+from stackwatch.models import AlertEvent, AlertState, EventKind, Rule
 from stackwatch.notify import AlertItem, Notification, NotificationKind, NotifyConfig, StackMeta
+from stackwatch.settings import NotifySettings
 
 T = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 CONFIG = NotifyConfig.model_validate({
@@ -30,6 +33,13 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     assert [b.delay(n).total_seconds() for n in range(1, 7)] == [10, 20, 40, 80, 120, 120]
     with pytest.raises(ValueError):
         Backoff(initial_s=0)
+
+
+def test_a_first_wait_longer_than_the_cap_is_refused_in_the_settings() -> None:
+    # refused when the settings load, not later when the dispatcher builds its back-off
+    with pytest.raises(ValidationError, match="retry_initial_s"):
+        NotifySettings(retry_initial_s=600, retry_max_s=300)
+    assert NotifySettings(retry_initial_s=300, retry_max_s=300).retry_max_s == 300
 
 
 def test_heartbeat_slots_are_epoch_aligned() -> None:

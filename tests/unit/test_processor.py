@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from stackwatch.alerts import EventKind, Rule
 from stackwatch.beijing_time import CST
 from stackwatch.compliance import Limit, LimitKind, Severity
-from stackwatch.models import AggregateRecord, FactorReading, Reading, ReadingKind
+from stackwatch.models import AggregateRecord, EventKind, FactorReading, Reading, ReadingKind, Rule
 from stackwatch.processor import ProcessorConfig, StackProcessor
 from stackwatch.stack_limits import StackLimits
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from stackwatch.alerts import Rule
 from stackwatch.beijing_time import CST
 from stackwatch.compliance import Limit, LimitKind
-from stackwatch.models import AggregateRecord, FactorReading, Reading, ReadingKind
+from stackwatch.models import AggregateRecord, FactorReading, Reading, ReadingKind, Rule
 from stackwatch.processor import ProcessorConfig, StackProcessor
 from stackwatch.stack_limits import StackLimits
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from stackwatch.alerts import AlertBook, EventKind, Rule
+from stackwatch.alerts import AlertBook
+from stackwatch.models import EventKind, Rule
 from stackwatch.platform_clock import ClockReference
 from stackwatch.quality import (
     ClockSkewDetector,

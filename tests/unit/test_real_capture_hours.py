@@ -18,9 +18,16 @@ from functools import partial
 import pytest
 
 from simulators.replay import load_replays, registry_for
-from stackwatch.alerts import AlertEvent, EventKind, Rule
 from stackwatch.limits import default_catalogue
-from stackwatch.models import AggregateRecord, RawFrame, Reading, Verdict
+from stackwatch.models import (
+    AggregateRecord,
+    AlertEvent,
+    EventKind,
+    RawFrame,
+    Reading,
+    Rule,
+    Verdict,
+)
 from stackwatch.normalise import reading_from_raw
 from stackwatch.platform_clock import PlatformClock
 from stackwatch.processor import Outputs, StackProcessor, day_of

@@ -16,15 +16,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from stackwatch.alerts import AlertEvent, EventKind, Rule
 from stackwatch.beijing_time import CST
 from stackwatch.hj212 import frame_segment
 from stackwatch.models import (
     AggregateRecord,
+    AlertEvent,
+    EventKind,
     FactorReading,
     RawFrame,
     Reading,
     ReadingKind,
+    Rule,
     Verdict,
 )
 from stackwatch.normalise import NormaliseConfig, reading_from_raw

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stackwatch.averaging import Sample, aggregate_hour
+from stackwatch.averaging import Period, Sample, aggregate
 from stackwatch.beijing_time import CST
 from stackwatch.windows import (
     AddStatus,
@@ -293,14 +293,15 @@ def test_hour_window_feeds_averaging_and_late_minute_corrects_the_mean() -> None
         w.add(t(m), Sample(ts=t(m), value=10.0, flag="N").model_dump(mode="json"))
     w.add(t(62), Sample(ts=t(62), value=1.0).model_dump(mode="json"))
     (first,) = w.advance()
-    hour = aggregate_hour([Sample.model_validate(i.item) for i in first.items], first.start)
+    hour = aggregate([Sample.model_validate(i.item) for i in first.items], first.start, Period.HOUR)
     assert first.revision == 0 and hour.valid
     assert hour.mean == pytest.approx(10.0)
     # a late minute at 55.0 arrives: (45 × 10 + 55)/46 = 505/46 = 10.978
     late = w.add(t(50), Sample(ts=t(50), value=55.0).model_dump(mode="json"))
     assert late.status is AddStatus.LATE
     (second,) = w.advance()
-    hour = aggregate_hour([Sample.model_validate(i.item) for i in second.items], second.start)
+    samples = [Sample.model_validate(i.item) for i in second.items]
+    hour = aggregate(samples, second.start, Period.HOUR)
     assert second.revision == 1 and hour.count_valid == 46
     assert hour.mean == pytest.approx(10.978, abs=5e-4)
 
@@ -328,3 +329,43 @@ def test_any_arrival_order_ends_with_last_value_per_datetime(events: list[tuple[
     assert set(latest) == set(expected)
     for start, closed in latest.items():
         assert [(i.event_time, i.item) for i in closed.items] == sorted(expected[start].items())
+
+
+def test_state_is_the_documented_json_shape_and_follows_replaced_items() -> None:
+    """The changelog format, written out by hand: a worker restarted on a new version must
+    read what an old one saved. Times in the pydantic JSON style (UTC as `Z`, CST as
+    `+08:00`); a replaced item shows its new value (item dumps are cached per item)."""
+    w = EventTimeWindows(H, grace=5 * M, allowed_lateness=H)
+    utc_t0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+    w.add(utc_t0 + 10 * M, {"v": 1.5}, arrival=utc_t0 + 10 * M + 2 * S)
+    w.add(utc_t0 + 20 * M, [1, "N"], key="k2")
+    first = w.to_state()
+    w.add(utc_t0 + 20 * M, [2, "D"], key="k2")
+    assert first["windows"][0]["items"]["k2"]["item"] == [1, "N"]
+    assert w.to_state() == {
+        "version": 1,
+        "period_s": 3600,
+        "grace_s": 300.0,
+        "lateness_s": 3600.0,
+        "tz_offset_s": 28800,
+        "max_skew_s": None,
+        "items_move_watermark": True,
+        "watermark": "2026-03-01T00:20:00Z",
+        "max_event_time": "2026-03-01T00:20:00Z",
+        "last_arrival": "2026-03-01T00:10:02Z",
+        "windows": [
+            {
+                "start": "2026-03-01T08:00:00+08:00",
+                "items": {
+                    "2026-03-01T08:10:00+08:00": {
+                        "key": "2026-03-01T08:10:00+08:00",
+                        "event_time": "2026-03-01T00:10:00Z",
+                        "item": {"v": 1.5},
+                    },
+                    "k2": {"key": "k2", "event_time": "2026-03-01T00:20:00Z", "item": [2, "D"]},
+                },
+                "emissions": 0,
+                "dirty": True,
+            }
+        ],
+    }

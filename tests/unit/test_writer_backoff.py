@@ -6,10 +6,14 @@ checked exactly and instantly (no real sleeping, no timed assertions).
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 
-from sinks.writer import BackoffPolicy, is_transient, retry_transient
+from sinks.db_errors import is_transient
+from sinks.retry import retry_transient
+from stackwatch.backoff import BackoffPolicy
 
 
 class FakeClock:
@@ -113,4 +117,17 @@ async def test_non_transient_errors_propagate_without_sleeping() -> None:
 
     with pytest.raises(psycopg.errors.CheckViolation):
         await retry_transient(operation, policy=BackoffPolicy(), sleep=clock.sleep)
+    assert clock.sleeps == []
+
+
+async def test_cancellation_is_never_retried_even_when_everything_else_is() -> None:
+    clock = FakeClock()
+
+    async def operation() -> None:
+        raise asyncio.CancelledError  # worker shutdown: stops the loop at once
+
+    with pytest.raises(asyncio.CancelledError):
+        await retry_transient(
+            operation, policy=BackoffPolicy(), sleep=clock.sleep, retryable=lambda _exc: True
+        )
     assert clock.sleeps == []

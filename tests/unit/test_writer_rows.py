@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from sinks.records import SinkKind, SourceRecord, parse_records
 from sinks.registry_sync import STACK_COLUMNS, stack_row
-from sinks.writer import (
+from sinks.rows import (
     AGGREGATE_COLUMNS,
     ALERT_COLUMNS,
     ALERT_EVENT_COLUMNS,
@@ -22,24 +23,24 @@ from sinks.writer import (
     RAW_FRAME_COLUMNS,
     READING_COLUMNS,
     MappingError,
-    SinkKind,
-    SourceRecord,
     aggregate_row,
     alert_row,
     dead_letter_row,
-    parse_records,
     raw_frame_row,
     reading_rows,
 )
-from stackwatch.alerts import AlertEvent, AlertState, EventKind, Rule
 from stackwatch.compliance import Severity
 from stackwatch.models import (
     AggregateRecord,
+    AlertEvent,
+    AlertState,
     DeadLetter,
+    EventKind,
     FactorReading,
     RawFrame,
     Reading,
     ReadingKind,
+    Rule,
     Verdict,
 )
 from stackwatch.registry import StackInfo

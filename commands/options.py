@@ -1,0 +1,70 @@
+"""What the commands share: typer option aliases, the error exit, settings overrides.
+
+One definition each, so every command spells `--bootstrap`, `--dsn`, `--metrics-port`, … with
+the same help and resolves them into the settings the same way. Only `typer`, `rich` and the
+settings are imported here, so importing it costs a command nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from stackwatch.settings import Settings
+
+STDOUT = Console()
+
+BootstrapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Kafka host:port (default: settings, then embedded Tansu).",
+        show_default=False,
+    ),
+]
+DsnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dsn",
+        help="PostgreSQL DSN (default: settings, then the embedded server).",
+        show_default=False,
+    ),
+]
+MetricsPortOption = Annotated[
+    int | None, typer.Option("--metrics-port", help="Prometheus /metrics port (0 = no endpoint).")
+]
+FaustDataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Faust data directory.")
+]
+LogLevelOption = Annotated[str, typer.Option("--log-level", help="Faust worker log level.")]
+
+
+def fail(message: object, console: Console = STDOUT, *, soft_wrap: bool = True) -> typer.Exit:
+    """Print `error: message` (whole on one line unless `soft_wrap=False`); the exit (code 1)
+    for the caller to raise."""
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=soft_wrap)
+    return typer.Exit(code=1)
+
+
+def with_overrides(
+    base: Settings,
+    *,
+    bootstrap: str | None = None,
+    metrics_port: int | None = None,
+    registry_file: Path | None = None,
+    web_port: int | None = None,
+) -> Settings:
+    """`base` with the fields the command line gave (None or empty: keep the setting)."""
+    overrides: dict[str, object] = {}
+    if web_port is not None:
+        overrides["web_port"] = web_port
+    if metrics_port is not None:
+        overrides["metrics_port"] = metrics_port
+    if bootstrap:
+        overrides["kafka_bootstrap"] = bootstrap
+    if registry_file is not None:
+        overrides["gateway"] = base.gateway.model_copy(update={"registry_file": registry_file})
+    return base.model_copy(update=overrides)
