@@ -7,6 +7,7 @@ Every item goes in typed (`stackwatch.window_items`) and is stored as its JSON.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -32,17 +33,19 @@ from stackwatch.windows import AddResult, AddStatus, ClosedWindow
 PeriodKind = Literal["hour", "day"]
 
 
-class WindowRouting(ProcessorState):
+class WindowRouting(ProcessorState, ABC):
     """Puts items in the processor's windows and hands closed windows to the closing layer
     (`stackwatch.period_closing.PeriodClosing` implements the three `_close_*` below)."""
 
     # ------------------------------------------------------------------ closing (next layer)
 
+    @abstractmethod
     def _close_realtime_minute(
         self, closed: ClosedWindow, limits: StackLimits, out: Outputs
     ) -> None:
-        raise NotImplementedError  # stackwatch.period_closing
+        """Implemented by `stackwatch.period_closing.PeriodClosing`."""
 
+    @abstractmethod
     def _close_hour(
         self,
         closed: ClosedWindow,
@@ -52,10 +55,11 @@ class WindowRouting(ProcessorState):
         late: bool = False,
         provisional: bool = False,
     ) -> None:
-        raise NotImplementedError  # stackwatch.period_closing
+        """Implemented by `stackwatch.period_closing.PeriodClosing`."""
 
+    @abstractmethod
     def _close_day(self, closed: ClosedWindow, limits: StackLimits, out: Outputs) -> None:
-        raise NotImplementedError  # stackwatch.period_closing
+        """Implemented by `stackwatch.period_closing.PeriodClosing`."""
 
     # ------------------------------------------------------------------ minutes
 

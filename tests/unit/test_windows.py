@@ -369,3 +369,17 @@ def test_state_is_the_documented_json_shape_and_follows_replaced_items() -> None
             }
         ],
     }
+
+
+def test_a_resent_item_is_a_duplicate_after_the_state_was_saved() -> None:
+    """A restart re-delivers records the saved state already holds: each must stay a
+    DUPLICATE (no re-opened window, no revision 1), however often the state was saved."""
+    w = minute_windows()
+    assert w.add(t(0, 10), {"v": 1.0}).status is AddStatus.ACCEPTED
+    w.to_state()
+    w.to_state()
+    assert w.add(t(0, 10), {"v": 1.0}).status is AddStatus.DUPLICATE
+    restored = EventTimeWindows.from_state(json.loads(json.dumps(w.to_state())))
+    restored.to_state()
+    assert restored.add(t(0, 10), {"v": 1.0}).status is AddStatus.DUPLICATE
+    assert restored.add(t(0, 10), {"v": 2.0}).status is AddStatus.ACCEPTED
