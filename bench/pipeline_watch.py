@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stackwatch.beijing_time import CST
 from stackwatch.models import AlertEvent, Rule
+from streams.kafka_transport import FETCH_MAX_WAIT_MS
 
 AGGREGATE_TABLES = ("minute_aggregates", "hour_aggregates", "day_aggregates")
 
@@ -231,7 +232,8 @@ class AlertWatch:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.seen: dict[tuple[str, str], float] = {}
         self._consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                          auto_offset_reset="earliest", enable_auto_commit=False)
+                                          auto_offset_reset="earliest", enable_auto_commit=False,
+                                          fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -24,6 +24,7 @@ from rich.text import Text
 from stackwatch.compliance import Severity
 from stackwatch.models import AggregateRecord, AlertEvent, EventKind, Rule
 from stackwatch.registry import StackRegistry
+from streams.kafka_transport import FETCH_MAX_WAIT_MS
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ class TopicFollower:
             enable_auto_commit=False,
             group_id=None,
             metadata_max_age_ms=2000,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
 
     async def run(self) -> None:

@@ -35,6 +35,7 @@ from stackwatch.notify.config import NotifyConfig
 from stackwatch.notify.model import Notification, stack_meta
 from stackwatch.notify.scheduler import NotifyScheduler
 from stackwatch.registry import StackRegistry
+from streams.kafka_transport import FETCH_MAX_WAIT_MS
 
 if TYPE_CHECKING:
     from sinks.outbox import HeartbeatPlan, OutboxEntry, OutboxWorker, PgOutbox
@@ -231,6 +232,7 @@ async def run_dispatcher(
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset=start_from,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await consumer.start()
     log.info("alert dispatcher started", extra={"topic": topic, "group_id": group_id})

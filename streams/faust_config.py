@@ -50,17 +50,16 @@ _PROFILES: Final[dict[BrokerProfile, dict[str, Any]]] = {"tansu": TANSU_PROFILE,
 def broker_url(broker: str, *, idempotent: bool = False) -> str:
     """`host:port[,host:port]` → `kafka://host:port[;host:port]`; URLs pass through.
 
-    `idempotent` picks the transport whose producer is idempotent (`streams/kafka_transport`).
+    Both schemes are `streams.kafka_transport`'s (consumers that do not wait 1.5 s on an empty
+    fetch); `idempotent` picks the one whose producer is idempotent.
     """
     broker = broker.strip()
     if not broker:
         raise ValueError("broker address is empty")
     if "://" in broker:
         return broker
-    scheme = "kafka"
-    if idempotent:
-        kafka_transport.register()
-        scheme = kafka_transport.IDEMPOTENT_SCHEME
+    kafka_transport.register()
+    scheme = kafka_transport.IDEMPOTENT_SCHEME if idempotent else kafka_transport.SCHEME
     return f"{scheme}://" + ";".join(part.strip() for part in broker.split(",") if part.strip())
 
 

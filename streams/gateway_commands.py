@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from stackwatch.history_requests import HistoryRequest
 from stackwatch.models import HistoryCommand
 from streams.gateway import Gateway
+from streams.kafka_transport import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger("stackwatch.gateway")
 
@@ -42,6 +43,7 @@ async def consume_commands(gateway: Gateway, bootstrap: str, topic: str,
         bootstrap_servers=bootstrap,
         group_id=f"stackwatch-{gateway.name}-commands",
         auto_offset_reset="latest",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await consumer.start()
     try:

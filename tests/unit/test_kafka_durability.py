@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from stackwatch.settings import KafkaSettings, Settings
 from streams.faust_config import broker_url, faust_app_kwargs
-from streams.kafka_transport import IdempotentTransport
+from streams.kafka_transport import FETCH_MAX_WAIT_MS, IdempotentTransport, PromptTransport
 
 
 def test_min_insync_cannot_exceed_the_replicas() -> None:
@@ -41,7 +41,9 @@ def test_environment_sets_the_cluster_values(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_broker_url_picks_the_idempotent_transport() -> None:
-    assert broker_url("k1:9092,k2:9092") == "kafka://k1:9092;k2:9092"
+    plain = broker_url("k1:9092,k2:9092")
+    assert plain == "kafka-stackwatch://k1:9092;k2:9092"
+    assert by_url(plain.split(";")[0]) is PromptTransport
     url = broker_url("k1:9092,k2:9092", idempotent=True)
     assert url == "kafka-idempotent://k1:9092;k2:9092"
     assert by_url(url.split(";")[0]) is IdempotentTransport
@@ -71,3 +73,19 @@ async def test_a_tansu_profile_worker_is_not_idempotent(tmp_path: Path) -> None:
         assert producer._txn_manager is None
     finally:
         await producer.client.close()
+
+
+@pytest.mark.parametrize("profile", ["tansu", "kafka"])
+async def test_worker_consumers_do_not_wait_long_on_an_empty_fetch(
+    profile: str, tmp_path: Path
+) -> None:
+    # Faust itself asks for 1,500 ms, which Tansu holds even while other partitions have data
+    settings = Settings(broker_profile=profile)
+    app = faust.App(**faust_app_kwargs(settings, broker="127.0.0.1:1", app_id="t",
+                                       data_dir=tmp_path))
+    thread = cast(Any, app.consumer)._thread
+    consumer = thread._create_worker_consumer(app.transport)  # an AIOKafkaConsumer, not started
+    try:
+        assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS == 100
+    finally:
+        await consumer.stop()
