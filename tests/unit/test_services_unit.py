@@ -218,7 +218,7 @@ def test_faust_kwargs_tansu_profile(tmp_path: Path) -> None:
     kwargs = faust_app_kwargs(settings, broker="127.0.0.1:9092", app_id="sw", data_dir=tmp_path)
     assert kwargs == {
         "id": "sw",
-        "broker": "kafka-stackwatch://127.0.0.1:9092",  # not idempotent: Tansu refuses InitProducerId
+        "broker": "kafka-stackwatch://127.0.0.1:9092",  # not idempotent (Tansu: no InitProducerId)
         "topic_replication_factor": 1,
         "producer_acks": -1,
         "datadir": str(tmp_path),
