@@ -68,3 +68,23 @@ def with_overrides(
     if registry_file is not None:
         overrides["gateway"] = base.gateway.model_copy(update={"registry_file": registry_file})
     return base.model_copy(update=overrides)
+
+
+def faust_logging_config(fmt: str) -> dict[str, object]:
+    """Keep stackwatch's formatter (with the `extra` fields) when the Faust worker sets up
+    logging; its default formatter drops them (attempt, error, retry delay, a stalled consumer's
+    state, …)."""
+    formatter = "JsonFormatter" if fmt == "json" else "ConsoleFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"stackwatch": {"()": f"stackwatch.logging.{formatter}"}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "stackwatch",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["default"]},
+    }

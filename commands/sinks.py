@@ -90,25 +90,9 @@ def run(
         },
     )
     worker = faust.Worker(
-        sink.app, loglevel=log_level, logging_config=_logging_config(settings.log_format)
+        sink.app,
+        loglevel=log_level,
+        logging_config=options.faust_logging_config(settings.log_format),
     )
     worker.execute_from_commandline()
 
-
-def _logging_config(fmt: str) -> dict[str, object]:
-    """Keep stackwatch's formatter (with the `extra` fields) when the Faust worker sets up
-    logging; its default formatter drops them (attempt, error, retry delay, …)."""
-    formatter = "JsonFormatter" if fmt == "json" else "ConsoleFormatter"
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"stackwatch": {"()": f"stackwatch.logging.{formatter}"}},
-        "handlers": {
-            "default": {
-                "class": "logging.StreamHandler",
-                "formatter": "stackwatch",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"handlers": ["default"]},
-    }

@@ -79,6 +79,10 @@ def run(
             "web_port": settings.web_port,
         },
     )
-    worker = faust.Worker(worker_app.app, loglevel=log_level)
+    worker = faust.Worker(
+        worker_app.app,
+        loglevel=log_level,
+        logging_config=options.faust_logging_config(settings.log_format),
+    )
     worker.execute_from_commandline()
 

@@ -17,6 +17,7 @@ Agents (README "Stream worker"):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from streams.continuity import Continuity
 from streams.faust_config import faust_app_kwargs
 from streams.log_start import LogStarts
 from streams.metrics import WorkerMetrics
+from streams.stall_watch import StallWatch, consumer_state
 from streams.state import StackStates
 from streams.topics import Topics, define_topics
 
@@ -87,6 +89,9 @@ Apply = Callable[[EventT[Any]], Awaitable[list[Awaitable[Any]]]]
 TAIL_IDLE_S = 5.0
 """A partition whose log goes on past the next expected record, with nothing admitted for this
 long, is sought back (`Continuity.check_tails`)."""
+STALL_S = 20.0
+"""A source partition with unhandled records and nothing admitted this long is logged as
+stalled, with the consumer's state (`streams.stall_watch`)."""
 
 
 def create_app(
@@ -166,6 +171,12 @@ def create_app(
         name: Continuity(name, seek, start_offset=start_offset)
         for name in ("decode", "process", "commands")
     }
+    source_topics = {
+        "decode": topics.raw.get_topic_name(),
+        "process": topics.readings.get_topic_name(),
+        "commands": topics.alert_commands.get_topic_name(),
+    }
+    stall_watch = StallWatch(app, guards, stall_s=STALL_S, clock=time.monotonic)
     cfg = settings.streams
 
     checkpoints: dict[str, Checkpoint[Acked]] = {
@@ -238,8 +249,17 @@ def create_app(
         readings = topics.readings.get_topic_name()
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == readings}
         await pipeline.tick(active)
-        for guard in guards.values():
-            await guard.check_tails(log_starts.end_of, idle_s=TAIL_IDLE_S)
+        sources = {
+            name: {tp for tp in app.assignor.assigned_actives() if tp.topic == topic}
+            for name, topic in source_topics.items()
+        }
+        for name, guard in guards.items():
+            sought = await guard.check_tails(
+                log_starts.end_of, idle_s=TAIL_IDLE_S, assigned=sources[name]
+            )
+            if sought:  # the consumer's state says why the records were not delivered
+                log.warning("tail sought", extra={"consumer": consumer_state(app, sought)})
+        await stall_watch.check(sources, log_starts.end_of)
 
     app.timer(settings.streams.tick_interval_s, name="tick")(tick)
 

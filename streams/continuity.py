@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from faust.types import TP
 
@@ -62,6 +62,7 @@ class Continuity:
         self._beyond: dict[TP, int] = {}  # tp → lowest offset delivered past the gap
         self._admitted_at: dict[TP, float] = {}  # tp → clock of the last admitted record
         self._tail_checked: dict[TP, int] = {}  # tp → next offset when the tail was sought
+        self._seen_at: dict[TP, float] = {}  # tp → clock when first seen assigned (`note`)
         self._reseeks: set[asyncio.Task[None]] = set()
 
     def reset(self) -> None:
@@ -71,16 +72,11 @@ class Continuity:
         self._beyond.clear()
         self._admitted_at.clear()
         self._tail_checked.clear()
+        self._seen_at.clear()
 
     async def admit(self, tp: TP, offset: int) -> bool:
         """True if the record at `offset` is the next one and must be handled now."""
-        expected = self._next.get(tp)
-        if expected is None and self._start_offset is not None:
-            # The first record after an assignment must be the one the group resumes at,
-            # or records before it were skipped without any later jump to show it.
-            expected = await self._start_offset(tp)
-            if expected is not None:
-                self._next[tp] = expected  # asked once per assignment, not per record
+        expected = await self.expected_offset(tp)
         if expected is None or offset == expected:
             self._next[tp] = offset + 1
             self._admitted_at[tp] = self.clock()
@@ -117,17 +113,49 @@ class Continuity:
         await self._heal(tp, expected)
         return False
 
-    async def check_tails(self, end_offset: EndOffset, *, idle_s: float) -> None:
+    async def expected_offset(self, tp: TP) -> int | None:
+        """The next offset to handle on `tp`: the one after the last admitted record or,
+        before the first record of an assignment, the offset the group resumes at (records
+        before it were skipped if the first one delivered is past it)."""
+        expected = self._next.get(tp)
+        if expected is None and self._start_offset is not None:
+            expected = await self._start_offset(tp)
+            if expected is not None:
+                self._next[tp] = expected  # asked once per assignment, not per record
+        return expected
+
+    def note_assigned(self, tps: Iterable[TP]) -> None:
+        """Start the idle clock of partitions assigned since the last `reset` (a partition
+        that never delivers its first record is idle from here)."""
+        now = self.clock()
+        for tp in tps:
+            self._seen_at.setdefault(tp, now)
+
+    def idle_since(self, tp: TP) -> float | None:
+        """Clock of the last admitted record of `tp`, else of its assignment being noted."""
+        return self._admitted_at.get(tp, self._seen_at.get(tp))
+
+    async def check_tails(
+        self, end_offset: EndOffset, *, idle_s: float, assigned: Iterable[TP] = ()
+    ) -> list[TP]:
         """Seek back where a partition's log goes on past the next expected record although
         nothing was admitted for `idle_s`: records skipped at the end of what was produced
         are followed by no record whose jump would show them (measured: a worker handled
         offset 0 of a partition, never got 1–6, and a 2005 logger's hour lost six of its
-        seven 10-minute records). Each next offset is sought once from here."""
+        seven 10-minute records). `assigned` partitions that never delivered a record are
+        checked from the offset the group resumes at. Each next offset is sought once from
+        here. Returns the partitions sought."""
+        self.note_assigned(assigned)
         now = self.clock()
-        for tp, expected in list(self._next.items()):
-            if tp in self._healing or self._tail_checked.get(tp) == expected:
+        sought: list[TP] = []
+        for tp in set(self._next) | set(self._seen_at):
+            if tp in self._healing:
                 continue
-            if now - self._admitted_at.get(tp, now) < idle_s:
+            since = self.idle_since(tp)
+            if since is None or now - since < idle_s:
+                continue
+            expected = await self.expected_offset(tp)
+            if expected is None or self._tail_checked.get(tp) == expected:
                 continue
             end = await end_offset(tp)
             self._tail_checked[tp] = expected  # once per next offset, answered or not
@@ -140,6 +168,8 @@ class Continuity:
                 extra={"agent": self.name, "tp": str(tp), "expected": expected, "end": end},
             )
             await self._heal(tp, expected)
+            sought.append(tp)
+        return sought
 
     async def seek(self, tp: TP, offset: int) -> None:
         """One seek, given up after `seek_timeout_s` (the re-seek loop tries again).

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from faust.types import TP
@@ -35,6 +37,7 @@ from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import Settings, StreamSettings, TopicSettings
 from streams.app import WorkerApp, create_app
 from streams.continuity import Continuity
+from streams.stall_watch import StallWatch
 from tests.agent_recorder import Recorder
 
 SO2, O2 = "a21026", "a19001"
@@ -483,6 +486,86 @@ async def test_continuity_guard_seeks_back_records_skipped_at_the_end_of_the_log
     await guard.check_tails(end_offset, idle_s=5.0)
     assert sought == [(short, 1)]  # once per next offset
     assert [await guard.admit(short, o) for o in range(1, 7)] == [True] * 6
+
+
+async def test_continuity_guard_seeks_a_partition_that_never_delivered_its_first_record() -> None:
+    """Measured in CI: a worker was assigned raw:0 while 183 records were in it, logged
+    Ready, and never got offset 0, so no jump ever showed the loss. Once the partition has
+    been assigned and idle for idle_s, the guard seeks it to the offset the group resumes at
+    (0 here); an assigned partition whose log is empty, or read to its committed end, is left
+    alone."""
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    stuck, empty, done = TP("raw", 0), TP("raw", 1), TP("raw", 2)
+    resume = {stuck: 0, empty: 0, done: 50}
+    ends = {stuck: 183, empty: 0, done: 50}
+
+    async def start_offset(tp: TP) -> int | None:
+        return resume[tp]
+
+    async def end_offset(tp: TP) -> int | None:
+        return ends[tp]
+
+    now = [0.0]
+    guard = Continuity("decode", seek, reseek_s=60.0, start_offset=start_offset,
+                       clock=lambda: now[0])
+    assigned = {stuck, empty, done}
+    await guard.check_tails(end_offset, idle_s=5.0, assigned=assigned)
+    now[0] = 4.0
+    await guard.check_tails(end_offset, idle_s=5.0, assigned=assigned)
+    assert sought == []  # assigned 4 s ago: not idle long enough yet
+    now[0] = 5.5
+    await guard.check_tails(end_offset, idle_s=5.0, assigned=assigned)
+    assert sought == [(stuck, 0)]
+    assert [await guard.admit(stuck, o) for o in range(3)] == [True] * 3  # now delivered
+    guard.reset()  # revoked and assigned again: the idle clock starts again
+    now[0] = 6.0
+    await guard.check_tails(end_offset, idle_s=5.0, assigned=assigned)
+    assert sought == [(stuck, 0)]
+
+
+async def test_stall_watch_logs_a_partition_with_unhandled_records_and_the_consumer_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """raw:0 holds 183 records and nothing was admitted for 20 s: one error naming the
+    partition, its next offset and the log end, with the consumer's state; repeated only
+    after repeat_s. raw:1, read to its end, is idle but not stalled."""
+
+    async def seek(_tp: TP, _offset: int) -> None:
+        return None
+
+    async def start_offset(_tp: TP) -> int | None:
+        return 0
+
+    ends = {TP("raw", 0): 183, TP("raw", 1): 7}
+
+    async def end_offset(tp: TP) -> int | None:
+        return ends[tp]
+
+    now = [0.0]
+    guard = Continuity("decode", seek, start_offset=start_offset, clock=lambda: now[0])
+    app = SimpleNamespace(rebalancing=False, in_recovery=False)
+    watch = StallWatch(app, {"decode": guard}, stall_s=20.0, repeat_s=30.0,
+                       clock=lambda: now[0])
+    assert [await guard.admit(TP("raw", 1), o) for o in range(7)] == [True] * 7
+    assigned = {"decode": {TP("raw", 0), TP("raw", 1)}}
+    assert await watch.check(assigned, end_offset) == []
+    now[0] = 21.0
+    with caplog.at_level(logging.ERROR, logger="streams.stall_watch"):
+        assert await watch.check(assigned, end_offset) == [("decode", TP("raw", 0))]
+        now[0] = 30.0
+        assert await watch.check(assigned, end_offset) == []  # reported 9 s ago
+        now[0] = 52.0
+        assert await watch.check(assigned, end_offset) == [("decode", TP("raw", 0))]
+    [first, _again] = caplog.records
+    assert "decode raw:0 next=0 end=183" in first.getMessage()
+    state = cast(Any, first).consumer
+    assert state["rebalancing"] is False
+    assert state["flow_active"] == "?"  # the fake app has no consumer: read as unknown
+    assert list(state["partitions"]) == [str(TP("raw", 0))]
 
 
 async def test_continuity_guard_does_not_wait_for_good_on_a_seek_lost_in_a_rebalance() -> None:
