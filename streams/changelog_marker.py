@@ -89,7 +89,6 @@ class MarkedRecovery(Recovery):
         destination.clear()
         destination.update(highwaters)
 
-
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """Faust's completion (seek the stream partitions, resume the flow), with the stream
         queues cleared before the seek instead of after it (`_quiesce_streams`)."""

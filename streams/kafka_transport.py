@@ -47,8 +47,8 @@ async def seek_to_committed_or_reset(
     while a rebalance or recovery went on (`streams.changelog_marker.MarkedRecovery`); for a
     partition nothing was committed on yet, nothing moved back and those records were lost
     for good (measured: a fresh worker assigned a raw partition holding 183 records never
-    handled one). `skip`
-    leaves partitions alone (the tables' changelogs, which recovery positions itself).
+    handled one). `skip` leaves partitions alone (the tables' changelogs, which recovery
+    positions itself).
     """
     committed: dict[TopicPartition, int | None] = await consumer.seek_to_committed()
     uncommitted = [

@@ -69,6 +69,7 @@ from stackwatch.notify.ack import AckCommand
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import SmtpSettings
 from streams.alert_dispatcher import AlertDispatcher, run_dispatcher
+from tests.migrated import migrated
 
 pytestmark = pytest.mark.integration
 
@@ -242,12 +243,6 @@ class MemoryDeliveryLog:
 
     async def escalated(self, alert_ids: Sequence[str], level: int) -> None:
         return None
-
-
-def migrated(dsn: str) -> str:
-    with connect(dsn) as conn:
-        migrate(conn)
-    return dsn
 
 
 def outbox_rows(dsn: str) -> list[tuple[Any, ...]]:

@@ -36,7 +36,6 @@ from aiosmtpd.controller import Controller
 from prometheus_client import CollectorRegistry
 
 from embedded.ports import free_port
-from sinks.db import connect
 from sinks.notifiers import (
     EmailSender,
     Notifier,
@@ -45,12 +44,12 @@ from sinks.notifiers import (
     WebhookSender,
 )
 from sinks.outbox import Backoff, HeartbeatPlan, OutboxWorker, PgOutbox
-from sinks.schema import migrate
 from stackwatch.alerts import Severity
 from stackwatch.models import AlertEvent, AlertState, EventKind, Rule
 from stackwatch.notify import NotifyConfig, NotifyScheduler
 from stackwatch.settings import SmtpSettings
 from streams.alert_dispatcher import AlertDispatcher, load_scheduler_from_outbox, run_dispatcher
+from tests.migrated import migrated
 
 pytestmark = pytest.mark.integration
 
@@ -201,12 +200,6 @@ def notifier_for(
         email=EmailSender(smtp), delivery_log=PgDeliveryLog(dsn),
         metrics=metrics or NotifierMetrics(CollectorRegistry()),
     )
-
-
-def migrated(dsn: str) -> str:
-    with connect(dsn) as conn:
-        migrate(conn)
-    return dsn
 
 
 def outbox_rows(dsn: str) -> list[tuple[Any, ...]]:
