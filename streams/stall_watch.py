@@ -125,7 +125,7 @@ class StallWatch:
         self.repeat_s = repeat_s
         self.clock = clock
         self._reported: dict[tuple[str, TP], float] = {}
-        self.stalls_logged = 0
+        self._asked: dict[tuple[str, TP], float] = {}  # last end-offset request per partition
 
     async def check(
         self, assigned: dict[str, set[TP]], end_offset: EndOffset
@@ -133,6 +133,7 @@ class StallWatch:
         """Log the stalled partitions of each agent (`assigned`: agent → its source tps)."""
         now = self.clock()
         stalled: list[tuple[str, TP, int, int]] = []
+        asked: set[tuple[str, TP]] = set()
         for name, tps in assigned.items():
             guard = self.guards[name]
             guard.note_assigned(tps)
@@ -140,16 +141,26 @@ class StallWatch:
                 since = guard.idle_since(tp)
                 if since is None or now - since < self.stall_s:
                     continue
+                if now - self._asked.get((name, tp), -1e18) < self.stall_s:
+                    continue  # an idle partition costs one end-offset request per stall_s
+                self._asked[(name, tp)] = now
+                asked.add((name, tp))
                 expected = await guard.expected_offset(tp)
                 end = await end_offset(tp)
                 if end is None or expected is None or end <= expected:
                     continue  # read to the end (or the broker cannot say): idle, not stalled
                 stalled.append((name, tp, expected, end))
-        current = {(name, tp) for name, tp, _, _ in stalled}
-        self._reported = {k: v for k, v in self._reported.items() if k in current}
+        assigned_now = {(name, tp) for name, tps in assigned.items() for tp in tps}
+        self._asked = {k: v for k, v in self._asked.items() if k in assigned_now}
+        stalled_now = {(name, tp) for name, tp, _, _ in stalled}
+        # A partition found moving again (or no longer assigned) reports its next stall at once.
+        self._reported = {
+            k: v
+            for k, v in self._reported.items()
+            if k in assigned_now and (k in stalled_now or k not in asked)
+        }
         due = [s for s in stalled if now - self._reported.get((s[0], s[1]), -1e18) >= self.repeat_s]
         if due:
-            self.stalls_logged += 1
             for name, tp, _, _ in due:
                 self._reported[(name, tp)] = now
             log.error(

@@ -541,8 +541,10 @@ async def test_stall_watch_logs_a_partition_with_unhandled_records_and_the_consu
         return 0
 
     ends = {TP("raw", 0): 183, TP("raw", 1): 7}
+    asked: list[TP] = []
 
     async def end_offset(tp: TP) -> int | None:
+        asked.append(tp)
         return ends[tp]
 
     now = [0.0]
@@ -556,8 +558,10 @@ async def test_stall_watch_logs_a_partition_with_unhandled_records_and_the_consu
     now[0] = 21.0
     with caplog.at_level(logging.ERROR, logger="streams.stall_watch"):
         assert await watch.check(assigned, end_offset) == [("decode", TP("raw", 0))]
+        assert len(asked) == 2  # each idle partition's end asked once
         now[0] = 30.0
         assert await watch.check(assigned, end_offset) == []  # reported 9 s ago
+        assert len(asked) == 2  # and not asked again within stall_s
         now[0] = 52.0
         assert await watch.check(assigned, end_offset) == [("decode", TP("raw", 0))]
     [first, _again] = caplog.records
