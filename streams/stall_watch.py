@@ -15,6 +15,7 @@ change in those libraries only makes a field read "?".
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -89,20 +90,45 @@ def consumer_state(app: Any, tps: Iterable[TP]) -> dict[str, Any]:
     }
 
 
-def agent_stacks(names: Iterable[str]) -> dict[str, list[str]]:
-    """Where each running task whose name holds one of `names` is awaiting (innermost
-    last): an agent stuck on a delivery shows it here."""
-    wanted = tuple(names)
+_FRAMES = ("cr_frame", "ag_frame", "gi_frame")
+
+
+def _first_attr(obj: Any, names: tuple[str, ...]) -> Any:
+    return next((v for v in (getattr(obj, n, None) for n in names) if v is not None), None)
+
+
+def await_chain(awaitable: Any, limit: int = 16) -> list[str]:
+    """`function:line` of each coroutine or generator in `awaitable`'s await chain, outermost
+    first. A task's own stack stops at its outer frame (Faust's actor shows only `await
+    coro`); the chain goes down to what the agent is really waiting on."""
+    chain: list[str] = []
+    current = awaitable
+    while current is not None and len(chain) < limit:
+        frame = _first_attr(current, _FRAMES)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        awaited = _first_attr(current, ("cr_await", "ag_await", "gi_yieldfrom"))
+        if awaited is not None and _first_attr(awaited, _FRAMES) is None:
+            # A wrapper that exposes no frame (Faust's `await actor` gives a coroutine's
+            # wrapper, `async for` an asend object, a task its coroutine): it refers to
+            # what it wraps.
+            awaited = next(
+                (r for r in gc.get_referents(awaited) if _first_attr(r, _FRAMES) is not None),
+                None,
+            )
+        current = awaited
+    return chain
+
+
+def agent_stacks(function: str = "agent") -> dict[str, list[str]]:
+    """The await chain of every task running a coroutine named `function` (the agents'
+    bodies, `streams.app.create_app.consume.agent`): an agent stuck on a delivery or a seek
+    shows where."""
     stacks: dict[str, list[str]] = {}
     for task in asyncio.all_tasks():
-        name = task.get_name()
-        coro = task.get_coro()
-        label = f"{name} {getattr(coro, '__qualname__', '')}"
-        if not any(w in label for w in wanted):
-            continue
-        stacks[label] = [
-            f"{frame.f_code.co_name}:{frame.f_lineno}" for frame in task.get_stack(limit=8)
-        ]
+        chain = await_chain(task.get_coro())
+        if any(step.split(":", 1)[0] == function for step in chain):
+            stacks[task.get_name()] = chain
     return stacks
 
 
@@ -173,7 +199,7 @@ class StallWatch:
                         for n, tp, e, end in due
                     ],
                     "consumer": consumer_state(self.app, (tp for _, tp, _, _ in due)),
-                    "tasks": agent_stacks(self.guards),
+                    "tasks": agent_stacks(),
                 },
             )
         return [(n, tp) for n, tp, _, _ in due]

@@ -37,7 +37,7 @@ from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import Settings, StreamSettings, TopicSettings
 from streams.app import WorkerApp, create_app
 from streams.continuity import Continuity
-from streams.stall_watch import StallWatch
+from streams.stall_watch import StallWatch, agent_stacks
 from tests.agent_recorder import Recorder
 
 SO2, O2 = "a21026", "a19001"
@@ -570,6 +570,49 @@ async def test_stall_watch_logs_a_partition_with_unhandled_records_and_the_consu
     assert state["rebalancing"] is False
     assert state["flow_active"] == "?"  # the fake app has no consumer: read as unknown
     assert list(state["partitions"]) == [str(TP("raw", 0))]
+
+
+async def test_agent_stacks_show_where_a_stuck_agent_waits() -> None:
+    """An agent body awaiting a delivery that never completes: its task's await chain goes
+    from the agent down to the delivery's wait; a task running anything else is left out."""
+    never = asyncio.Event()
+
+    async def deliver() -> None:
+        await never.wait()
+
+    async def agent() -> None:
+        await deliver()
+
+    async def other() -> None:
+        await never.wait()
+
+    stuck = asyncio.create_task(agent(), name="decode-actor")
+    unrelated = asyncio.create_task(other(), name="timer")
+    await asyncio.sleep(0)
+    try:
+        stacks = agent_stacks()
+        assert list(stacks) == ["decode-actor"]
+        assert [step.split(":")[0] for step in stacks["decode-actor"]] == [
+            "agent", "deliver", "wait"
+        ]
+    finally:
+        stuck.cancel()
+        unrelated.cancel()
+
+
+async def test_agent_stacks_reach_through_faust_to_an_idle_agent_waiting_for_records(
+    recorder: Recorder, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Faust agent with no input: its task's own stack ends at Faust's `await coro`;
+    the chain goes on through our agent body down to the stream queue's `get`."""
+    worker = make_worker(recorder, tmp_path, monkeypatch, checkpoint_records=1)
+    async with worker.decode.test_context():
+        await asyncio.sleep(0.05)
+        [chain] = agent_stacks().values()
+    names = [step.split(":")[0] for step in chain]
+    assert names[0] == "_execute_actor"
+    assert "agent" in names
+    assert names[-1] == "get"
 
 
 async def test_continuity_guard_does_not_wait_for_good_on_a_seek_lost_in_a_rebalance() -> None:
