@@ -8,12 +8,15 @@ settings are imported here, so importing it costs a command nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from stackwatch.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
 
 STDOUT = Console()
 
@@ -70,7 +73,23 @@ def with_overrides(
     return base.model_copy(update=overrides)
 
 
-def faust_logging_config(fmt: str) -> dict[str, object]:
+def faust_worker(app: faust.App, *, log_level: str, log_format: str) -> faust.Worker:
+    """A Faust worker for a service: stackwatch's log format and level, no terminal spinner.
+
+    Faust's spinner raises the root logger to DEBUG whenever the level asked for is WARNING or
+    above (to spin on every record); every Faust and aiokafka send then built a debug record
+    nobody printed (measured: ~5 % of the worker's samples at 300 frames/s, in the bench,
+    which runs it at WARNING)."""
+    import faust  # lazily: most commands never load Faust
+
+    worker = faust.Worker(
+        app, loglevel=log_level, logging_config=_faust_logging_config(log_format, log_level)
+    )
+    worker.spinner = None
+    return worker
+
+
+def _faust_logging_config(fmt: str, level: str) -> dict[str, object]:
     """Keep stackwatch's formatter (with the `extra` fields) when the Faust worker sets up
     logging; its default formatter drops them (attempt, error, retry delay, a stalled consumer's
     state, …)."""
@@ -86,5 +105,5 @@ def faust_logging_config(fmt: str) -> dict[str, object]:
                 "stream": "ext://sys.stderr",
             }
         },
-        "root": {"handlers": ["default"]},
+        "root": {"handlers": ["default"], "level": level.upper()},
     }

@@ -51,7 +51,6 @@ def run(
 ) -> None:
     """Run the writer until SIGTERM/SIGINT. Offsets are committed only after the database
     commit; while the database is down the writer backs off and consumes nothing."""
-    import faust
 
     from commands.gateway import load_registry
     from embedded import ServiceError, resolve_database_url, resolve_kafka_bootstrap
@@ -89,10 +88,6 @@ def run(
             "metrics_port": settings.metrics_port,
         },
     )
-    worker = faust.Worker(
-        sink.app,
-        loglevel=log_level,
-        logging_config=options.faust_logging_config(settings.log_format),
-    )
+    worker = options.faust_worker(sink.app, log_level=log_level, log_format=settings.log_format)
     worker.execute_from_commandline()
 

@@ -39,7 +39,6 @@ def run(
     log_level: options.LogLevelOption = "info",
 ) -> None:
     """Run the stream worker until SIGTERM/SIGINT (graceful: offsets and changelog flushed)."""
-    import faust
     from prometheus_client import CollectorRegistry, start_http_server
 
     from commands.gateway import load_registry
@@ -79,10 +78,8 @@ def run(
             "web_port": settings.web_port,
         },
     )
-    worker = faust.Worker(
-        worker_app.app,
-        loglevel=log_level,
-        logging_config=options.faust_logging_config(settings.log_format),
+    worker = options.faust_worker(
+        worker_app.app, log_level=log_level, log_format=settings.log_format
     )
     worker.execute_from_commandline()
 

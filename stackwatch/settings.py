@@ -72,6 +72,22 @@ class KafkaSettings(BaseModel):
         "None = on with the 'kafka' profile, off with 'tansu' (the embedded broker answers "
         "InitProducerId with an error, measured).",
     )
+    linger_ms: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="How long the gateway's and the Faust apps' producers wait to fill a batch. "
+        "Fewer, larger batches: the embedded Tansu lists every batch of a partition on each "
+        "fetch, so its cost grows with the number of batches (measured at 300 frames/s: broker "
+        "CPU 78 % with 0 ms, 53 % with 5 ms and fetch_min_bytes 64 KiB).",
+    )
+    fetch_min_bytes: int = Field(
+        default=65536,
+        ge=1,
+        description="Data a Faust consumer's fetch waits for on the broker, at most 100 ms "
+        "(`streams.kafka_transport.FETCH_MAX_WAIT_MS`): under load one fetch takes many "
+        "records instead of a request per record; when idle a hop waits up to 100 ms.",
+    )
 
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> KafkaSettings:

@@ -35,7 +35,7 @@ from stackwatch.settings import Settings
 from streams.agents import Pipeline, Send, faust_send
 from streams.checkpoint import Checkpoint
 from streams.continuity import Continuity
-from streams.faust_config import faust_app_kwargs
+from streams.faust_config import create_faust_app
 from streams.log_start import LogStarts
 from streams.metrics import WorkerMetrics
 from streams.stall_watch import StallWatch, consumer_state
@@ -108,8 +108,7 @@ def create_app(
     """Build the worker app; nothing connects until the app is started."""
     datadir = data_dir or settings.resolved_data_dir() / "faust" / app_id
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    kwargs = faust_app_kwargs(settings, broker=broker, app_id=app_id, data_dir=datadir)
-    app = faust.App(**kwargs)
+    app = create_faust_app(settings, broker=broker, app_id=app_id, data_dir=datadir)
     topics = define_topics(app, settings.topics, config=settings.kafka.topic_config())
 
     def changelog_table(name: str, help: str) -> TableT[str, Any]:

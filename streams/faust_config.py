@@ -34,6 +34,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+import faust
+
 from stackwatch.settings import BrokerProfile, Settings
 from streams import kafka_transport
 
@@ -88,8 +90,20 @@ def faust_app_kwargs(
         # SIGTERM then hung on records re-delivered and refused by the continuity guard, or
         # pending when the checkpoint timer had already stopped).
         "stream_wait_empty": False,
+        "producer_linger": settings.kafka.linger_ms / 1000.0,
         "Table": "streams.changelog_marker:MarkerAwareTable",
         "TableManager": "streams.changelog_marker:MarkedTableManager",
     }
     kwargs.update(_PROFILES[settings.broker_profile])
     return kwargs
+
+
+def create_faust_app(
+    settings: Settings, *, broker: str, app_id: str, data_dir: Path, **overrides: Any
+) -> faust.App:
+    """A Faust app from `faust_app_kwargs` (and `overrides`), its consumers fetching
+    `kafka.fetch_min_bytes`."""
+    kwargs = faust_app_kwargs(settings, broker=broker, app_id=app_id, data_dir=data_dir)
+    app = faust.App(**(kwargs | overrides))
+    kafka_transport.set_fetch_min_bytes(app, settings.kafka.fetch_min_bytes)
+    return app

@@ -114,7 +114,9 @@ class KafkaFrameSink:
             client_id=self._client_id,
             request_timeout_ms=self._request_timeout_ms,
             max_batch_size=64 * 1024,
-            linger_ms=0,  # no added wait: frames queued while a request is in flight batch anyway
+            # Frames queued while a request is in flight batch anyway; the linger makes the
+            # batches larger still (fewer for the broker to keep and list), for a few ms of 9014.
+            linger_ms=self._kafka.linger_ms,
             **self._kafka.producer_options(self._profile),
         )
         await producer.start()

@@ -7,6 +7,9 @@ every 100 ms over 4 partitions reached a consumer after 390 ms at the median (73
 with 1,500 ms, and after 3 ms with 100 ms. The worker has two consume hops between a frame and
 its alert, so the wait stood in the alert latency twice. Every consumer of ours fetches with
 `FETCH_MAX_WAIT_MS`; the cost on an idle topic is ten small fetch requests per second.
+The Faust apps' fetches also wait for `kafka.fetch_min_bytes` within that time
+(`set_fetch_min_bytes`): under load a fetch then carries many records, not one per request,
+which matters on Tansu, whose every fetch lists all batches of the partition.
 
 **Idempotence.** faust-streaming turns idempotence on only inside transactions (exactly-once).
 stackwatch is at-least-once, with natural keys downstream, but a producer retry that writes an
@@ -26,13 +29,21 @@ from typing import Any, Final, cast
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, AppT
 
 SCHEME: Final = "kafka-stackwatch"
 IDEMPOTENT_SCHEME: Final = "kafka-idempotent"
 
 FETCH_MAX_WAIT_MS: Final = 100
 """Longest a fetch waits on the broker for data (see the module docstring)."""
+
+_FETCH_MIN_BYTES_ATTR: Final = "_stackwatch_fetch_min_bytes"
+
+
+def set_fetch_min_bytes(app: AppT, min_bytes: int) -> None:
+    """Bytes the app's consumer fetches wait for (up to `FETCH_MAX_WAIT_MS`); Faust has no
+    setting for it. Set before the app starts."""
+    setattr(app, _FETCH_MIN_BYTES_ATTR, min_bytes)
 
 
 async def seek_to_committed_or_reset(
@@ -70,6 +81,7 @@ class PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # Faust passes no setting for it; aiokafka reads this when the consumer starts.
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        consumer._fetch_min_bytes = int(getattr(self.app, _FETCH_MIN_BYTES_ATTR, 1))
         return consumer
 
     async def seek_to_committed(self) -> Mapping[TP, int]:

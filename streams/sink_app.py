@@ -40,7 +40,7 @@ from sinks.retry import retry_transient
 from stackwatch.backoff import BackoffPolicy
 from stackwatch.registry import StackRegistry
 from stackwatch.settings import Settings
-from streams.faust_config import faust_app_kwargs
+from streams.faust_config import create_faust_app
 from streams.topics import Topics, define_topics
 
 __all__ = ["DEFAULT_APP_ID", "SinkApp", "create_sink_app"]
@@ -142,9 +142,9 @@ def create_sink_app(
     policy = backoff or BackoffPolicy()
     faust_dir = data_dir or settings.resolved_data_dir() / "faust" / app_id
     faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    kwargs = faust_app_kwargs(settings, broker=broker, app_id=app_id, data_dir=faust_dir)
-    kwargs["web_enabled"] = False
-    app = faust.App(**kwargs)
+    app = create_faust_app(
+        settings, broker=broker, app_id=app_id, data_dir=faust_dir, web_enabled=False
+    )
     topics = define_topics(app, settings.topics, config=settings.kafka.topic_config())
     metrics = SinkMetrics(metrics_registry, tables=sorted({kind.table for kind in SinkKind}))
     port = settings.metrics_port if metrics_port is None else metrics_port

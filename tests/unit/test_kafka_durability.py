@@ -11,7 +11,7 @@ from faust.transport import by_url
 from pydantic import ValidationError
 
 from stackwatch.settings import KafkaSettings, Settings
-from streams.faust_config import broker_url, faust_app_kwargs
+from streams.faust_config import broker_url, create_faust_app, faust_app_kwargs
 from streams.kafka_transport import FETCH_MAX_WAIT_MS, IdempotentTransport, PromptTransport
 
 
@@ -87,5 +87,29 @@ async def test_worker_consumers_do_not_wait_long_on_an_empty_fetch(
     consumer = thread._create_worker_consumer(app.transport)  # an AIOKafkaConsumer, not started
     try:
         assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS == 100
+    finally:
+        await consumer.stop()
+
+
+async def test_faust_apps_batch_their_fetches_and_sends_as_configured(tmp_path: Path) -> None:
+    # Tansu lists every batch of a partition on each fetch: fewer fetches and batches
+    settings = Settings(kafka=KafkaSettings(fetch_min_bytes=4096, linger_ms=7))
+    app = create_faust_app(settings, broker="127.0.0.1:1", app_id="t", data_dir=tmp_path)
+    consumer = cast(Any, app.consumer)._thread._create_worker_consumer(app.transport)
+    producer = cast(Any, app.producer)._new_producer()
+    try:
+        assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (4096, 100)
+        assert producer._message_accumulator._linger_time == pytest.approx(0.007)
+    finally:
+        await consumer.stop()
+        await producer.client.close()
+
+
+async def test_a_plain_faust_app_fetches_from_the_first_byte(tmp_path: Path) -> None:
+    app = faust.App(**faust_app_kwargs(Settings(), broker="127.0.0.1:1", app_id="t",
+                                       data_dir=tmp_path))
+    consumer = cast(Any, app.consumer)._thread._create_worker_consumer(app.transport)
+    try:
+        assert consumer._fetch_min_bytes == 1
     finally:
         await consumer.stop()
