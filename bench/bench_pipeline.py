@@ -72,7 +72,7 @@ from streams.gateway import Gateway
 from streams.gateway_sink import KafkaFrameSink
 
 TOPICS = ("raw", "readings", "minute", "hour", "day", "alerts", "alert_commands", "deadletter")
-WORKER_TOPICS = ("raw", "readings", "alert_commands")
+WORKER_TOPICS = ("raw", "alert_commands")
 PROBES, PROBE_FPS = 4, 4.0
 FULL_RATES = [10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0]
 QUICK_RATES = [25.0, 50.0, 100.0]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from pydantic import BaseModel, Field
 
-NAMES = ("decode", "fuzz", "encode", "gateway", "baselines", "pipeline")
+NAMES = ("decode", "fuzz", "encode", "gateway", "baselines", "pipeline", "replay")
 
 
 class BenchOptions(BaseModel):

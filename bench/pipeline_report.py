@@ -142,8 +142,8 @@ def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
                    notes="national = 100,000 stacks × 1 frame / 30 s ≈ 3,300 frames/s"
                    + (f"; {WHY_SLOW}" if workers == min(p.workers for p in phases) else "")),
             figure(f"{who}: peak processed frames/s", [p.capacity_fps for p in mine],
-                   "frames/s", notes="decode + process, best step; the capacity when the "
-                   "ladder ended on a step that was not sustained"),
+                   "frames/s", notes="frames processed by the worker, best step; the capacity "
+                   "when the ladder ended on a step that was not sustained"),
         ]
         row = f"{who}: alert latency p50 / p95 / p99"
         n = sum(p.latency.n for p in mine)

@@ -24,7 +24,7 @@ from bench.table import format_value, render_block, replace_block
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: `all` runs these; the pipeline benchmark measures the baselines on its own servers.
-ALL = ("decode", "fuzz", "encode", "gateway", "pipeline")
+ALL = ("decode", "fuzz", "encode", "gateway", "pipeline", "replay")
 #: Benchmark name → module with `run(opts)` (`fuzz` wraps `bench_fuzz.measure`).
 MODULES = {name: f"bench.bench_{name}" for name in NAMES} | {"fuzz": "bench.damaged"}
 QUIET = ("stackwatch", "streams", "sinks", "simulators", "aiokafka", "faust", "mode")

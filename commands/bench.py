@@ -32,6 +32,7 @@ class Benchmark(StrEnum):
     GATEWAY = "gateway"
     BASELINES = "baselines"
     PIPELINE = "pipeline"
+    REPLAY = "replay"
     ALL = "all"
 
 

@@ -11,6 +11,9 @@ project works around (see README "Services" and `streams/faust_config.py`):
     session expiring delays the next join: keep session/rebalance timeouts short.
 (c) With clients connected it can take more than a second to exit on SIGTERM: stop the
     clients first, then the broker; wait for the PID and SIGKILL after a grace period.
+(d) A fetch lists every batch object of the partition, so the broker's CPU grows with the
+    log (README "Quirks"): producers linger and Faust consumers fetch with a minimum size
+    (`KafkaSettings.linger_ms`, `fetch_min_bytes`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class RawFrame(BaseModel):
     """One HJ 212 frame exactly as received, with the gateway's verdict.
 
     This is the immutable raw layer (docs/hj212.md#raw-layer): every frame, accepted or not,
-    is kept verbatim with its receive time and peer, keyed by MN on the raw topic.
+    is kept verbatim with its receive time and peer, keyed by stack id on the raw topic.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -234,7 +234,7 @@ class AggregateRecord(BaseModel):
 class AckCommand(BaseModel):
     """An operator's acknowledgement of an alert (the alert-commands topic, key = stack_id).
 
-    The topic is co-partitioned with the readings topic (same partition count, same key), so
+    The topic is co-partitioned with the raw topic (same partition count, same key), so
     the worker that owns a stack's alert book also receives the commands for it.
     """
 

@@ -1,4 +1,4 @@
-"""The worker's agents: raw frames → readings → aggregates and alert events.
+"""The worker's agents: raw frames → readings, aggregates and alert events in one hop.
 
 Agents stay thin (CONTRIBUTING.md): parse the record, call the pure domain code
 (`stackwatch.normalise.reading_from_raw`, `stackwatch.processor.StackProcessor`), emit. The
@@ -65,7 +65,7 @@ def _text(value: bytes | None) -> str:
 
 
 class Pipeline:
-    """Per-record logic of the decode, process and command agents and the tick timer."""
+    """Per-record logic of the frames and command agents and the tick timer."""
 
     def __init__(
         self,
@@ -184,33 +184,31 @@ class Pipeline:
             return self._dead("decode", result.reason, raw.text, key, details)
         return result
 
-    async def queue_raw(self, key: bytes | None, value: bytes | None) -> list[Awaitable[Any]]:
-        """Decode agent body: queue the reading (key = stack_id) or a dead letter; the
-        delivery futures are awaited at the checkpoint."""
+    async def process_frame(
+        self, key: bytes | None, value: bytes | None, partition: int
+    ) -> list[Awaitable[Any]]:
+        """Frames agent body, one consume hop per frame: decode, validate and normalise, queue
+        the reading (key = stack_id) for the sinks, and apply it to its stack; or queue the
+        dead letter saying why not. The delivery futures are awaited at the checkpoint."""
         result = self.decode(key, value)
         if result is None:
             return []
         if isinstance(result, DeadLetter):
             return await _queued([self._dead_send(result)])
         self.metrics.readings.labels(kind=result.kind.value).inc()
-        return await _queued(
-            [self._send(self.topics.readings, result.stack_id, result.model_dump_json())]
-        )
+        payload = result.model_dump_json()
+        futures = await _queued([self._send(self.topics.readings, result.stack_id, payload)])
+        return futures + await self.apply_reading(result, payload, partition)
 
     # ------------------------------------------------------------------ process
 
     async def apply_reading(
-        self, key: bytes | None, value: bytes | None, partition: int
+        self, reading: Reading, payload: str, partition: int
     ) -> list[Awaitable[Any]]:
-        """Process agent body: apply a reading to its stack and queue the outputs; the state
-        is saved and the deliveries awaited at the checkpoint (`save_unsaved`)."""
+        """Apply a reading to its stack and queue the outputs; the state is saved and the
+        deliveries awaited at the checkpoint (`save_unsaved`). `payload` is the reading's JSON,
+        kept in the dead letter of a reading that fails."""
         started = time.perf_counter()
-        try:
-            reading = Reading.model_validate_json(value or b"")
-        except ValidationError as exc:
-            error = {"error": _first(exc)}
-            dead = self._dead("aggregate", "malformed_reading", _text(value), key, error)
-            return await _queued([self._dead_send(dead)])
         self._last_input = self.monotonic()
         self._flushed = False
         if reading.flue_gas is False or (
@@ -221,6 +219,7 @@ class Pipeline:
             self.metrics.readings_not_flue_gas.labels(st=reading.st or "").inc()
             return []
         stack = self._stack_for_reading(reading)
+        key = reading.stack_id.encode("utf-8")
         async with self._lock(reading.stack_id):
             proc = self.states.get(reading.stack_id, partition, stack)
             try:
@@ -230,12 +229,12 @@ class Pipeline:
                 log.exception("processing failed", extra={"stack_id": reading.stack_id})
                 self._rebuild(reading.stack_id, partition, stack)
                 dead = self._dead(
-                    "aggregate", "processing_error", _text(value), key, {"error": repr(exc)}
+                    "aggregate", "processing_error", payload, key, {"error": repr(exc)}
                 )
                 return await _queued([self._dead_send(dead)])
             self._unsaved.setdefault(reading.stack_id, []).append((reading, stack))
             try:
-                futures = await _queued(self._emit_sends(reading.stack_id, out, _text(value)))
+                futures = await _queued(self._emit_sends(reading.stack_id, out, payload))
             except BaseException:
                 self._forget(reading.stack_id)
                 raise

@@ -5,12 +5,13 @@ their own settings, topic names, registry and metrics registry. `stackwatch work
 one from the process settings and runs it with `faust.Worker`.
 
 Agents (README "Stream worker"):
-* `decode`   raw → readings | deadletter (decode + validate + normalise in one pure call);
-* `process`  readings → minute/hour/day aggregates, alerts, deadletter (late data);
+* `frames`   raw → readings (for the sinks), minute/hour/day aggregates, alerts, deadletter:
+  decode + validate + normalise in one pure call, then the stack's processor, in one consume
+  hop (the raw topic is keyed by stack id, so a stack's frames and state share a partition);
 * `commands` alert-commands → alerts (acknowledgements on the same state table);
 * timer `tick` every `settings.streams.tick_interval_s` closes idle windows by event-time
   watermark + grace, detects offline loggers and clears alerts past their hold time;
-* timer `checkpoint` completes the checkpoints of decode and process that are due
+* timer `checkpoint` completes the frames agent's checkpoint when it is due
   (`streams.checkpoint`: records are acknowledged only once their effects are durable).
 """
 
@@ -58,8 +59,7 @@ class WorkerApp:
     states: StackStates
     pipeline: Pipeline
     metrics: WorkerMetrics
-    decode: AgentT[Any]
-    process: AgentT[Any]
+    frames: AgentT[Any]
     commands: AgentT[Any]
     checkpoints: dict[str, Checkpoint[Acked]]
 
@@ -168,21 +168,17 @@ def create_app(
 
     guards = {
         name: Continuity(name, seek, start_offset=start_offset)
-        for name in ("decode", "process", "commands")
+        for name in ("frames", "commands")
     }
     source_topics = {
-        "decode": topics.raw.get_topic_name(),
-        "process": topics.readings.get_topic_name(),
+        "frames": topics.raw.get_topic_name(),
         "commands": topics.alert_commands.get_topic_name(),
     }
     stall_watch = StallWatch(app, guards, stall_s=STALL_S, clock=time.monotonic)
     cfg = settings.streams
 
     checkpoints: dict[str, Checkpoint[Acked]] = {
-        "decode": Checkpoint(
-            ack, max_records=cfg.checkpoint_records, interval_s=cfg.checkpoint_interval_s
-        ),
-        "process": Checkpoint(
+        "frames": Checkpoint(
             ack,
             save=pipeline.save_unsaved,
             max_records=cfg.checkpoint_records,
@@ -190,14 +186,10 @@ def create_app(
         ),
     }
 
-    async def queue_raw(event: EventT[Any]) -> list[Awaitable[Any]]:
-        """raw → readings | deadletter."""
-        return await pipeline.queue_raw(event.key, event.value)
-
-    async def apply_reading(event: EventT[Any]) -> list[Awaitable[Any]]:
-        """readings → aggregates, alerts, deadletter; each changed stack's state written
+    async def process_frame(event: EventT[Any]) -> list[Awaitable[Any]]:
+        """raw → readings, aggregates, alerts, deadletter; each changed stack's state written
         once per checkpoint."""
-        return await pipeline.apply_reading(event.key, event.value, event.message.partition)
+        return await pipeline.process_frame(event.key, event.value, event.message.partition)
 
     async def handle_command(event: EventT[Any]) -> list[Awaitable[Any]]:
         """alert-commands → ack events on the same state table (durable on return)."""
@@ -230,11 +222,8 @@ def create_app(
     # were never written. Acking only once a record's effects are durable (its checkpoint, or
     # `handle_command` returning) makes SIGTERM as safe as SIGKILL: an unfinished record is
     # processed again after the restart.
-    decode_agent = app.agent(topics.raw, name="decode")(
-        consume("decode", queue_raw, checkpoints["decode"])
-    )
-    process_agent = app.agent(topics.readings, name="process")(
-        consume("process", apply_reading, checkpoints["process"])
+    frames_agent = app.agent(topics.raw, name="frames")(
+        consume("frames", process_frame, checkpoints["frames"])
     )
     commands_agent = app.agent(topics.alert_commands, name="commands")(
         consume("commands", handle_command, command_checkpoint)
@@ -245,8 +234,8 @@ def create_app(
         recovery = cast(Any, app.tables).recovery
         if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
             return  # mid-recovery the table holds intermediate states: never cache those
-        readings = topics.readings.get_topic_name()
-        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == readings}
+        raw = topics.raw.get_topic_name()
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == raw}
         await pipeline.tick(active)
         sources = {
             name: {tp for tp in app.assignor.assigned_actives() if tp.topic == topic}
@@ -299,8 +288,7 @@ def create_app(
         states=states,
         pipeline=pipeline,
         metrics=metrics,
-        decode=decode_agent,
-        process=process_agent,
+        frames=frames_agent,
         commands=commands_agent,
         checkpoints=checkpoints,
     )

@@ -442,7 +442,7 @@ class _Connection:
         gw = self._gw
         await self._budget.acquire()
         try:
-            delivery = await gw.sink.submit(raw, dead)
+            delivery = await gw.sink.submit(raw, dead, gw.record_key(raw.mn))
         except Exception as exc:
             self._budget.release()
             gw.stats.produce_failed()
@@ -570,6 +570,18 @@ class Gateway:
             on_failure=stats.produce_failed,
         )
         return cls(settings=settings.gateway, registry=registry, sink=sink, stats=stats, name=name)
+
+    def record_key(self, mn: str | None) -> str | None:
+        """Key of a frame's records: its stack's id, so that a stack's frames, state, commands
+        and outputs share one partition number and the worker processes a frame in one hop;
+        an unregistered logger's MN (the stack id an auto-registered stack gets)."""
+        if mn is None:
+            return None
+        try:
+            stack = self.registry.by_mn(mn)
+        except Exception:  # a registry that cannot answer must not cost the frame
+            return mn
+        return stack.stack_id if stack is not None else mn
 
     def note_upload(self, conn: _Connection, judgement: Judgement) -> None:
         """An accepted frame: remember the logger's connection, ask for the history of a

@@ -34,19 +34,17 @@ class FrameSink(Protocol):
     async def stop(self) -> None:
         """Flush everything still queued, then disconnect; called by `Gateway.stop()`."""
 
-    async def submit(self, raw: RawFrame, dead: DeadLetter | None) -> Awaitable[object]:
-        """Queue one raw record (and its dead letter, if rejected).
+    async def submit(
+        self, raw: RawFrame, dead: DeadLetter | None, key: str | None
+    ) -> Awaitable[object]:
+        """Queue one raw record (and its dead letter, if rejected), both with `key` (the
+        stack id, `Gateway.record_key`).
 
         Awaiting this call may block while the sink's buffer is full (that is backpressure);
         the returned awaitable completes when every record is acknowledged by the broker and
         raises if any was not.
         """
         ...
-
-
-def _key(raw: RawFrame) -> bytes | None:
-    """Records are keyed by MN so one logger's frames stay ordered in one partition."""
-    return raw.mn.encode("utf-8") if raw.mn else None
 
 
 class KafkaFrameSink:
@@ -157,7 +155,9 @@ class KafkaFrameSink:
         if producer is not None:
             await producer.stop()
 
-    async def submit(self, raw: RawFrame, dead: DeadLetter | None) -> Awaitable[object]:
+    async def submit(
+        self, raw: RawFrame, dead: DeadLetter | None, key: str | None
+    ) -> Awaitable[object]:
         """Queue the raw record and, for a rejected frame, its dead letter.
 
         Waits while the broker is known to be down: the connection stops reading.
@@ -165,13 +165,15 @@ class KafkaFrameSink:
         if self._producer is None:
             raise RuntimeError("KafkaFrameSink is not started")
         await self._broker_up.wait()
-        key = _key(raw)
+        key_bytes = key.encode("utf-8") if key else None
         records = [(self._raw_topic, raw.model_dump_json().encode("utf-8"))]
         if dead is not None:
             records.append((self._deadletter_topic, dead.model_dump_json().encode("utf-8")))
         async with self._sending:
-            futures = [await _queue(self._producer, topic, value, key) for topic, value in records]
-        return asyncio.ensure_future(self._deliver(records, key, futures, mn=raw.mn))
+            futures = [
+                await _queue(self._producer, topic, value, key_bytes) for topic, value in records
+            ]
+        return asyncio.ensure_future(self._deliver(records, key_bytes, futures, mn=raw.mn))
 
     async def _deliver(
         self, records: list[tuple[str, bytes]], key: bytes | None, futures: list[Any],
@@ -252,6 +254,7 @@ class MemoryFrameSink:
         self.gate: asyncio.Event | None = None
         self.fail = False
         self.submitted = 0
+        self.keys: list[str | None] = []
         self.started = False
         self.stopped = False
 
@@ -261,8 +264,11 @@ class MemoryFrameSink:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def submit(self, raw: RawFrame, dead: DeadLetter | None) -> Awaitable[object]:
+    async def submit(
+        self, raw: RawFrame, dead: DeadLetter | None, key: str | None
+    ) -> Awaitable[object]:
         self.submitted += 1
+        self.keys.append(key)
         return asyncio.ensure_future(self._deliver(raw, dead))
 
     async def _deliver(self, raw: RawFrame, dead: DeadLetter | None) -> None:

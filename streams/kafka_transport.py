@@ -4,9 +4,9 @@ idempotent producer for real Kafka.
 **Fetch wait.** faust-streaming hard-codes `fetch_max_wait_ms=1500` for its consumers. A broker
 may hold a fetch that long before answering: measured on the embedded Tansu, a record produced
 every 100 ms over 4 partitions reached a consumer after 390 ms at the median (736 ms at worst)
-with 1,500 ms, and after 3 ms with 100 ms. The worker has two consume hops between a frame and
-its alert, so the wait stood in the alert latency twice. Every consumer of ours fetches with
-`FETCH_MAX_WAIT_MS`; the cost on an idle topic is ten small fetch requests per second.
+with 1,500 ms, and after 3 ms with 100 ms. The wait stood in the alert latency at every consume
+hop between a frame and its alert. Every consumer of ours fetches with `FETCH_MAX_WAIT_MS`; the
+cost on an idle topic is ten small fetch requests per second.
 The Faust apps' fetches also wait for `kafka.fetch_min_bytes` within that time
 (`set_fetch_min_bytes`): under load a fetch then carries many records, not one per request,
 which matters on Tansu, whose every fetch lists all batches of the partition.

@@ -16,7 +16,7 @@ class WorkerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.readings = Counter(
             "stackwatch_readings_total",
-            "Readings produced by the decode agent, by upload kind.",
+            "Readings decoded from frames by the worker, by upload kind.",
             ["kind"],
             registry=self.registry,
         )

@@ -2,13 +2,13 @@
 
 The table (stack_id → `StackProcessor.to_state()` JSON) is the durable state: memory store +
 changelog topic, so a restarted or rebalanced worker rebuilds it from the changelog (see the
-README, "Stream worker", for why this beats rebuilding from the readings topic). Decoding the
+README, "Stream worker", for why this beats rebuilding from the stack's past frames). Decoding the
 JSON for every record would dominate the cost, so live processor objects are cached here and
 the table is written once per record — always by re-assigning the value, because Faust only
 sends a changelog record on assignment, never for an in-place mutation.
 
 Writes go through `send_changelog` with an explicit partition (the partition the stack's
-readings arrive on) instead of `table[key] = value`, because the timer writes too, and Faust's
+frames arrive on) instead of `table[key] = value`, because the timer writes too, and Faust's
 `__setitem__` needs a current stream event to pick the changelog partition.
 """
 

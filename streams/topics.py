@@ -1,10 +1,11 @@
 """The worker's Kafka topics, declared once from `settings.topics`.
 
-Every topic carries raw bytes (key = UTF-8 stack id or MN, value = pydantic JSON) and is
+Every topic carries raw bytes (key = UTF-8 stack id, value = pydantic JSON) and is
 (de)serialised by the agents themselves: a malformed record then becomes a dead letter with
 its reason instead of a Faust deserialisation crash. All topics get
-`settings.topics.partitions` partitions and are keyed by stack (the raw topic by MN), so one
-stack's readings, state, commands and outputs live on the same partition number.
+`settings.topics.partitions` partitions and are keyed by stack id (the raw topic too:
+`Gateway.record_key`; an unregistered logger's MN is its stack id), so one stack's frames,
+readings, state, commands and outputs live on the same partition number.
 """
 
 from __future__ import annotations

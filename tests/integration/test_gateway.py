@@ -199,11 +199,13 @@ async def test_two_loggers_acks_raw_and_deadletter(kafka_bootstrap: str, unique_
     for f in sent_ok:
         v, rec = by_text[text_of(f)]
         assert v["verdict"] == "accepted" and v["reasons"] == []
-        assert v["cn"] == "2011" and rec.key == v["mn"].encode()
+        # keyed by stack id: a stack's frames, state and commands share a partition
+        assert v["cn"] == "2011" and rec.key == {MN_A: b"a", MN_B: b"b"}[v["mn"]]
     for text, reason in rejected.items():
         v, _ = by_text[text]
         assert v["verdict"] == "rejected" and v["reasons"][0] == reason
-    assert by_text[text_of(a_bad)][1].key == MN_A.encode()  # MN still read from a bad frame
+    assert by_text[text_of(a_bad)][1].key == b"a"  # MN still read from a bad frame
+    assert by_text[text_of(unknown)][1].key == b"99999999UNKNOWN1"  # no stack: its MN
     peers = {by_text[text_of(a[0])][0]["peer"], by_text[text_of(b[0])][0]["peer"]}
     assert len(peers) == 2 and all(p.startswith("127.0.0.1:") for p in peers)
 

@@ -189,6 +189,7 @@ async def test_standard_frame_is_accepted_recorded_and_answered(h: Harness) -> N
     assert rec.peer == f"127.0.0.1:{local[1]}"
     assert rec.received_at == CLOCK and rec.gateway == "gw-test"
     assert h.sink.dead == []
+    assert h.sink.keys == ["std"]  # keyed by the stack's id, as the worker's state is
     writer.close()
 
 
@@ -232,6 +233,8 @@ async def test_unknown_mn_and_bad_password_rejected(h: Harness) -> None:
     assert "QN=20260105080000003" in ack
     await until(lambda: len(h.sink.raw) == 3, "all recorded")
     assert [r.reasons for r in h.sink.raw] == [["unknown_mn"], ["bad_password"], []]
+    # the unknown MN keys its own records; the registered one its stack id, refused or not
+    assert h.sink.keys == ["NOT-REGISTERED-01", "s1", "s1"]
     assert [d.reason for d in h.sink.dead] == ["unknown_mn", "bad_password"]
     assert h.gateway.stats.rejected_by_reason == {"unknown_mn": 1, "bad_password": 1}
     writer.close()

@@ -306,8 +306,8 @@ def test_worker_normalises_every_accepted_frame(
             refused[result.reason] += 1
             continue
         readings += 1
-        # The reading survives the readings topic: the process agent re-validates the JSON
-        # (NaN/inf would be refused there).
+        # The reading survives the readings topic: the sinks re-validate the JSON (NaN/inf
+        # would be refused there).
         try:
             again = Reading.model_validate_json(result.model_dump_json())
         except ValidationError as exc:  # pragma: no cover - the failure message

@@ -1,0 +1,260 @@
+"""Province-day replay: real recorded hours through the whole pipeline, as fast as it goes.
+
+Issue #14's target: a real province-day (the 21 public hours of 2016-08-24, about 190,000
+frames) replays end to end in at most 4 minutes on the embedded default. The four shared hours
+(`../shared/data`, 2016-08-24 04:00–08:00, 284 loggers, about 36,000 frames) stand in for it:
+
+1. the registry is inferred from the capture, as `stackwatch replay --write-registry` does;
+2. `stackwatch gateway run`, `stackwatch worker run` and `stackwatch sinks run` start as child
+   processes on the embedded Tansu and PostgreSQL 18 (fresh topics and database);
+3. warm-up: the capture's first frame, until the worker and the sinks have handled it;
+4. the rest is replayed with `stackwatch replay`'s code: one TCP connection per logger, each
+   frame sent when the previous one's 9014 came back (or the logger does not ask for one), as
+   fast as the gateway answers;
+5. the run ends when both consumer groups have committed everything; its end is the last
+   moment any count still moved (frames processed, raw frames, readings and aggregate rows), so
+   the commit interval does not count.
+
+The province-day time is the end-to-end rate applied to 190,000 frames.
+
+    stackwatch bench run replay [--runs N]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.infra import create_topics, fresh_database, server_version
+from bench.options import BenchOptions
+from bench.pipeline_watch import CpuWatch, GroupLag, RssWatch, Scraper
+from bench.results import BenchResult, figure, new_result
+from embedded import running_services
+from embedded.children import Child, spawn_child, stop_child
+from embedded.ports import free_port
+from embedded.state import load_state
+from simulators.replay import ReplayFrame, load_replays, registry_for, replay
+from stackwatch.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+CAPTURE = REPO.parent / "shared" / "data"
+CAPTURE_GLOB = "hj212-capture-2016-08-24-*.h212"
+PROVINCE_DAY_FRAMES = 190_000
+"""The 21 public hours of 2016-08-24 on the provincial platform (issue #14)."""
+TARGET_MINUTES = 4.0
+TOPICS = ("raw", "readings", "minute", "hour", "day", "alerts", "alert_commands", "deadletter")
+WORKER_TOPICS = ("raw", "alert_commands")
+READY_TIMEOUT_S = 180.0
+DONE_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One replay's measurements."""
+
+    frames: int
+    sent_s: float
+    end_to_end_s: float
+    cpu_percent: dict[str, float]
+    worker_rss_mb: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.end_to_end_s
+
+    @property
+    def province_day_min(self) -> float:
+        return PROVINCE_DAY_FRAMES / self.fps / 60.0
+
+
+def capture_files() -> list[Path]:
+    """The shared real hours, in order."""
+    files = sorted(CAPTURE.glob(CAPTURE_GLOB))
+    if not files:
+        raise FileNotFoundError(f"no recorded hours {CAPTURE / CAPTURE_GLOB} beside the repository")
+    return files
+
+
+def child_env(bootstrap: str, names: dict[str, str], db: str, data_dir: Path,
+              registry_file: Path, partitions: int) -> dict[str, str]:
+    """Environment of the gateway, worker and sinks children, as for real loggers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKWATCH_")}
+    env |= {f"STACKWATCH_TOPICS__{t.upper()}": n for t, n in names.items()}
+    return env | {
+        "STACKWATCH_KAFKA_BOOTSTRAP": bootstrap, "STACKWATCH_DATABASE_URL": db,
+        "STACKWATCH_DATA_DIR": str(data_dir), "STACKWATCH_BROKER_PROFILE": "tansu",
+        "STACKWATCH_GATEWAY__REGISTRY_FILE": str(registry_file),
+        "STACKWATCH_TOPICS__PARTITIONS": str(partitions), "STACKWATCH_LOG_LEVEL": "WARNING",
+        # As tests/e2e/test_real_hours.py: real clocks judged against their peers.
+        "STACKWATCH_STREAMS__PROCESSOR__QUALITY__CLOCK_SKEW_TOLERANCE": "PT5M",
+    }
+
+
+async def wait_port(port: int, child: Child, timeout_s: float = 60.0) -> None:
+    """Until the gateway accepts connections."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{child.name} is not listening on {port}")
+
+
+async def wait_handled(scraper: Scraper, children: list[Child]) -> None:
+    """Until the worker has processed a frame and the sinks stored one (both are up)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.proc.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
+        progress = await scraper.progress()
+        if progress.processed >= 1 and progress.raw_rows >= 1:
+            return
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"the warm-up frame was not handled within {READY_TIMEOUT_S:.0f} s")
+
+
+async def wait_done(scraper: Scraper, lags: tuple[GroupLag, GroupLag],
+                    children: list[Child]) -> float:
+    """perf_counter of the last change of any count, once both groups committed everything."""
+    last: tuple[float, ...] | None = None
+    last_change = time.perf_counter()
+    deadline = time.monotonic() + DONE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.proc.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
+        p = await scraper.progress()
+        counts = (p.processed, p.raw_rows, p.readings_rows, p.aggregate_rows)
+        if counts != last:
+            last, last_change = counts, p.at
+        elif await lags[0].lag() == 0 and await lags[1].lag() == 0:
+            return last_change
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"the replay did not finish within {DONE_TIMEOUT_S:.0f} s")
+
+
+async def run_once(frames: list[ReplayFrame], bootstrap: str, dsn: str, tmp: Path,
+                   registry_file: Path, partitions: int, server_pids: dict[str, int],
+                   tag: str) -> Run:
+    """One replay on fresh topics, consumer groups and database."""
+    names = {t: f"bench.{tag}.{t}" for t in TOPICS}
+    await create_topics(bootstrap, list(names.values()), partitions)
+    db = await asyncio.to_thread(fresh_database, dsn, f"bench_{tag}")
+    run_dir = tmp / tag
+    env = child_env(bootstrap, names, db, run_dir, registry_file, partitions)
+    gateway_port, worker_metrics, sinks_metrics = free_port(), free_port(), free_port()
+    log_dir = run_dir / "logs"
+    children = [
+        spawn_child("worker", ["worker", "run", "--app-id", f"bench-worker-{tag}",
+                               "--web-port", str(free_port()),
+                               "--metrics-port", str(worker_metrics), "--log-level", "warning",
+                               "--data-dir", str(run_dir / "worker")], env, log_dir),
+        spawn_child("sinks", ["sinks", "run", "--app-id", f"bench-sinks-{tag}", "--no-migrate",
+                              "--metrics-port", str(sinks_metrics), "--log-level", "warning",
+                              "--data-dir", str(run_dir / "sinks")],
+                    env | {"STACKWATCH_WEB_PORT": str(free_port())}, log_dir),
+        spawn_child("gateway", ["gateway", "run", "--port", str(gateway_port)], env, log_dir),
+    ]
+    worker, sinks, gateway = children
+    scraper = Scraper([worker_metrics], sinks_metrics)
+    lags = (GroupLag(bootstrap, f"bench-worker-{tag}", [names[t] for t in WORKER_TOPICS],
+                     partitions),
+            GroupLag(bootstrap, f"bench-sinks-{tag}", list(names.values()), partitions))
+    rss = RssWatch([worker.proc.pid])
+    cpu = CpuWatch({"worker": ([worker.proc.pid], True), "sinks": ([sinks.proc.pid], True),
+                    "gateway": ([gateway.proc.pid], True),
+                    "replaying loggers": ([os.getpid()], False),
+                    **{name: ([pid], True) for name, pid in server_pids.items()}})
+    try:
+        await wait_port(gateway_port, gateway)
+        for lag in lags:
+            await lag.start()
+        await replay(frames[:1], "127.0.0.1", gateway_port, speed=None)
+        await wait_handled(scraper, children)
+        rss.start()
+        cpu_start = cpu.snapshot()
+        started = time.perf_counter()
+        stats = await replay(frames[1:], "127.0.0.1", gateway_port, speed=None)
+        sent = time.perf_counter()
+        ended = await wait_done(scraper, lags, children)
+        cpu_end = cpu.snapshot()
+        await rss.stop()
+        return Run(frames=stats.frames, sent_s=sent - started, end_to_end_s=ended - started,
+                   cpu_percent=CpuWatch.percent(cpu_start, cpu_end),
+                   worker_rss_mb=max(rss.peak_mb or [0.0]))
+    finally:
+        await rss.stop()
+        await asyncio.gather(*(asyncio.to_thread(stop_child, c) for c in children))
+        for lag in lags:
+            with contextlib.suppress(Exception):
+                await lag.stop()
+        await scraper.close()
+
+
+def run(opts: BenchOptions) -> list[BenchResult]:
+    """Replay the shared hours `runs` times; the `replay` result."""
+    files = capture_files()
+    log = load_replays(files)
+    registry = registry_for(log)
+    partitions = Settings().topics.partitions
+    runs = opts.pick_runs(1, 1)
+    print(f"replay: {len(log.frames):,} frames of {len(registry.stacks)} loggers "
+          f"({files[0].name} … {files[-1].name})", flush=True)
+    results: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp_name:
+        tmp = Path(tmp_name)
+        registry_file = tmp / "registry.yaml"
+        registry.dump(registry_file)
+        with running_services(tmp / "services", kafka=True, postgres=True) as endpoints:
+            assert endpoints.kafka_bootstrap is not None and endpoints.postgres_dsn is not None
+            pids = {str(name): r.pid for name, r in load_state(tmp / "services").services.items()}
+            pg_version = server_version(endpoints.postgres_dsn)
+            for i in range(runs):
+                one = asyncio.run(run_once(log.frames, endpoints.kafka_bootstrap,
+                                           endpoints.postgres_dsn, tmp, registry_file,
+                                           partitions, pids, f"replay{i}"))
+                print(f"  run {i + 1}/{runs}: {one.frames:,} frames, sent in {one.sent_s:.1f} s, "
+                      f"end to end {one.end_to_end_s:.1f} s = {one.fps:.0f} frames/s → "
+                      f"province-day {one.province_day_min:.1f} min; CPU % {one.cpu_percent}; "
+                      f"worker RSS {one.worker_rss_mb:.0f} MB", flush=True)
+                results.append(one)
+    result = new_result("replay", "real hours replayed end to end (province-day)",
+                        quick=opts.quick, postgresql=pg_version, settings={
+                            "capture": [f.name for f in files], "loggers": len(registry.stacks),
+                            "frames": len(log.frames), "partitions": partitions,
+                            "broker_profile": "tansu", "workers": 1,
+                            "province_day_frames": PROVINCE_DAY_FRAMES,
+                        })
+    result.figures = [
+        figure("end-to-end replay of the shared hours", [r.end_to_end_s for r in results], "s",
+               digits=1, notes=f"{results[0].frames:,} frames from 284 real loggers, one TCP "
+               "connection each, stop-and-wait on 9014; until every frame, reading and "
+               "aggregate is in PostgreSQL"),
+        figure("frames/s end to end", [r.fps for r in results], "frames/s",
+               notes="gateway, 1 worker, sinks, Tansu and PostgreSQL 18 on this machine"),
+        figure("province-day (190,000 frames) replayed", [r.province_day_min for r in results],
+               "min", digits=1, notes=f"target ≤ {TARGET_MINUTES:g} min; at the rate above"),
+        figure("frames acknowledged by the gateway", [r.sent_s for r in results], "s",
+               digits=1, notes="last 9014 received by the replaying loggers"),
+        figure("worker RSS, peak", [r.worker_rss_mb for r in results], "MB",
+               notes="per worker process (psutil)"),
+    ]
+    result.details = {"runs": [{**r.__dict__, "fps": r.fps,
+                                "province_day_min": r.province_day_min} for r in results]}
+    return [result]
+
+
+if __name__ == "__main__":
+    from bench.runner import main
+
+    sys.exit(main(["replay", *sys.argv[1:]]))
