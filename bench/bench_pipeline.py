@@ -74,7 +74,7 @@ from streams.gateway_sink import KafkaFrameSink
 TOPICS = ("raw", "readings", "minute", "hour", "day", "alerts", "alert_commands", "deadletter")
 WORKER_TOPICS = ("raw", "alert_commands")
 PROBES, PROBE_FPS = 4, 4.0
-FULL_RATES = [10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0]
+FULL_RATES = [10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0]
 QUICK_RATES = [25.0, 50.0, 100.0]
 READY_TIMEOUT_S = 150.0
 #: Simulated time runs faster than the wall clock here (as in the demo): widen the skew checks.

@@ -110,14 +110,15 @@ async def wait_port(port: int, child: Child, timeout_s: float = 60.0) -> None:
 
 
 async def wait_handled(scraper: Scraper, children: list[Child]) -> None:
-    """Until the worker has processed a frame and the sinks stored one (both are up)."""
+    """Until the warm-up frame's record and reading are in the database (worker and sinks
+    are up; the first logger may be a wastewater one, which the processor never sees)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         for child in children:
             if child.proc.poll() is not None:
                 raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
         progress = await scraper.progress()
-        if progress.processed >= 1 and progress.raw_rows >= 1:
+        if progress.raw_rows >= 1 and (progress.readings_rows >= 1 or progress.processed >= 1):
             return
         await asyncio.sleep(0.25)
     raise TimeoutError(f"the warm-up frame was not handled within {READY_TIMEOUT_S:.0f} s")

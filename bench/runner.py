@@ -27,7 +27,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 ALL = ("decode", "fuzz", "encode", "gateway", "pipeline", "replay")
 #: Benchmark name → module with `run(opts)` (`fuzz` wraps `bench_fuzz.measure`).
 MODULES = {name: f"bench.bench_{name}" for name in NAMES} | {"fuzz": "bench.damaged"}
-QUIET = ("stackwatch", "streams", "sinks", "simulators", "aiokafka", "faust", "mode")
+QUIET = ("stackwatch", "streams", "sinks", "simulators", "aiokafka", "faust", "mode", "httpx")
 
 Runner = Callable[[BenchOptions], list[BenchResult]]
 

@@ -183,6 +183,7 @@ def create_app(
             save=pipeline.save_unsaved,
             max_records=cfg.checkpoint_records,
             interval_s=cfg.checkpoint_interval_s,
+            overlap=True,
         ),
     }
 
@@ -253,10 +254,12 @@ def create_app(
 
     async def checkpoint() -> None:
         """Complete the checkpoints that are due when their agent has no record to trigger
-        them (the input is idle)."""
+        them (the input is idle), and raise a background completion's failure."""
         for pending in checkpoints.values():
             if pending.due():
                 await pending.flush()
+            elif pending.settled_or_failed():
+                await pending.settle()
 
     app.timer(settings.streams.checkpoint_interval_s, name="checkpoint")(checkpoint)
 

@@ -89,3 +89,81 @@ async def test_revoked_records_are_dropped_unacknowledged() -> None:
     assert not checkpoint.due()
     assert await checkpoint.flush() == 0
     assert acked == []
+
+
+async def test_with_overlap_the_next_records_are_applied_while_a_checkpoint_completes() -> None:
+    """flush returns once the state is written; the records are acknowledged when their
+    deliveries are, and the next checkpoint waits for the previous one (acks stay in order)."""
+    log: list[str] = []
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[None] = loop.create_future()
+    second: asyncio.Future[None] = loop.create_future()
+
+    async def ack(event: str) -> None:
+        log.append(f"ack {event}")
+
+    def save() -> list[Any]:
+        log.append("save")
+        return []
+
+    checkpoint: Checkpoint[str] = Checkpoint(
+        ack, save=save, max_records=2, interval_s=60.0, overlap=True
+    )
+    for event in ("r1", "r2"):
+        async with checkpoint.applying():
+            checkpoint.add(event, [first] if event == "r1" else [])
+    assert await asyncio.wait_for(checkpoint.flush(), 1) == 2  # did not wait for `first`
+    assert log == ["save"]
+    async with checkpoint.applying():  # the agent goes on
+        checkpoint.add("r3", [second])
+    assert not checkpoint.settled_or_failed()
+    flushing = asyncio.ensure_future(checkpoint.flush())
+    await asyncio.sleep(0.01)
+    assert log == ["save"]  # the second checkpoint waits for the first to be acknowledged
+    second.set_result(None)
+    await asyncio.sleep(0.01)
+    assert log == ["save"]  # r3 delivered, but r1 is not: nothing may be acknowledged yet
+    first.set_result(None)
+    assert await flushing == 1
+    await checkpoint.settle()
+    assert log == ["save", "ack r1", "ack r2", "save", "ack r3"]
+
+
+async def test_a_failed_background_delivery_surfaces_at_the_next_flush() -> None:
+    acked: list[str] = []
+
+    async def ack(event: str) -> None:
+        acked.append(event)
+
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    checkpoint: Checkpoint[str] = Checkpoint(ack, max_records=10, interval_s=60.0, overlap=True)
+    checkpoint.add("r1", [failed])
+    assert await checkpoint.flush() == 1
+    failed.set_exception(ConnectionError("broker gone"))
+    await asyncio.sleep(0.01)
+    assert checkpoint.settled_or_failed()  # the timer may now raise it without blocking
+    checkpoint.add("r2", [])
+    with pytest.raises(ConnectionError):
+        await checkpoint.flush()
+    assert acked == []
+
+
+async def test_records_revoked_while_their_checkpoint_completes_are_not_acknowledged() -> None:
+    acked: list[str] = []
+
+    async def ack(event: str) -> None:
+        acked.append(event)
+
+    delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    checkpoint: Checkpoint[str] = Checkpoint(ack, max_records=10, interval_s=60.0, overlap=True)
+    checkpoint.add("r1", [delivery])
+    await checkpoint.flush()
+    checkpoint.drop()  # revoked: the new owner re-processes r1
+    delivery.set_result(None)
+    await asyncio.sleep(0.01)
+    assert acked == []
+    assert not delivery.cancelled()  # the producer's future is left alone
+    checkpoint.add("r2", [])
+    await checkpoint.flush()
+    await checkpoint.settle()
+    assert acked == ["r2"]
