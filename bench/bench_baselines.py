@@ -7,7 +7,9 @@ the gateway produces, ~0.6 kB):
 * aiokafka produce, pipelined, one record per batch (how the gateway ran on Tansu before
   batching, with many loggers in flight);
 * aiokafka produce, batched (64 KiB batches, linger 5 ms: the kafka profile);
-* aiokafka consume of the one-record-per-batch topic (assigned partitions, no group).
+* aiokafka consume of the one-record-per-batch topic (assigned partitions, no group);
+* a plain Faust agent counting keys in a changelog-backed table (`bench/faust_baseline.py`, a
+  child process), over the batched topic: what Faust itself does per record on this broker.
 On the embedded PostgreSQL 18, psycopg `COPY … FROM STDIN` of rows into `readings`, the table
 the sinks write, in one transaction per run.
 
@@ -19,6 +21,9 @@ The pipeline benchmark runs these on its own servers first (same run, same machi
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -113,6 +118,53 @@ async def kafka_rates(bootstrap: str, partitions: int, runs: int, quick: bool
     return out
 
 
+FAUST_TIMEOUT_S = 240.0
+REPO = Path(__file__).resolve().parents[1]
+
+
+def faust_rate(bootstrap: str, topic: str, partitions: int, records: int, tmp: Path) -> float:
+    """records/s of `bench.faust_baseline` over `topic` (which holds `records` records)."""
+    out = tmp / f"{topic}.json"
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.faust_baseline", bootstrap, topic, str(partitions),
+         str(records), str(out)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + FAUST_TIMEOUT_S
+        while not out.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Faust baseline did not count {records} records "
+                                   f"(exit {child.poll()})")
+            time.sleep(0.2)
+        time.sleep(0.1)  # the file is written in one call; let it land
+        return float(json.loads(out.read_text())["records_per_s"])
+    finally:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def faust_rates(bootstrap: str, partitions: int, runs: int, quick: bool) -> list[float]:
+    """Per-run records/s of the plain Faust agent + table, each over a fresh batched topic."""
+    n = 3000 if quick else 10_000
+    records = raw_records(n)
+    out: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-faust-") as tmp:
+        for r in range(runs):
+            topic = f"bench.base.faust.{r}.{os.getpid()}"
+            asyncio.run(create_topics(bootstrap, [topic], partitions))
+            asyncio.run(_produce(bootstrap, topic, records, awaited=False, batched=True))
+            out.append(faust_rate(bootstrap, topic, partitions, n + 1, Path(tmp)))
+            print(f"  run {r + 1}/{runs}: Faust agent + table {out[-1]:,.0f} records/s",
+                  flush=True)
+    return out
+
+
 def reading_rows(n: int) -> list[tuple[Any, ...]]:
     """`n` distinct readings rows (READING_COLUMNS order): 8 factors per minute per stack."""
     t0 = datetime(2026, 11, 2, tzinfo=UTC)
@@ -155,6 +207,7 @@ def measure(bootstrap: str, dsn: str, opts: BenchOptions, partitions: int) -> Be
     runs = opts.pick_runs(3, 1)
     print("baselines: raw aiokafka on Tansu, raw psycopg COPY on PostgreSQL", flush=True)
     kafka = asyncio.run(kafka_rates(bootstrap, partitions, runs, opts.quick))
+    faust_agent = faust_rates(bootstrap, partitions, runs, opts.quick)
     db = fresh_database(dsn, "bench_baselines")
     copy = copy_rates(db, runs, opts.quick)
     result = new_result("baselines", "raw clients, same servers", quick=opts.quick,
@@ -174,6 +227,9 @@ def measure(bootstrap: str, dsn: str, opts: BenchOptions, partitions: int) -> Be
                notes="64 KiB batches, linger 5 ms (kafka profile)"),
         figure("aiokafka consume", kafka["consume"], "records/s",
                notes="one-record batches, assigned partitions, no group"),
+        figure("Faust agent + table", faust_agent, "records/s",
+               notes="plain agent counting keys in a memory-store table with changelog, "
+               "Faust's per-event acks; first to last record"),
         figure("psycopg COPY into readings", copy, "rows/s",
                notes="one transaction per run, commit included"),
     ]

@@ -164,6 +164,8 @@ def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
              best.sustained_fps),
             ("pipeline ÷ raw produce, batched", "aiokafka produce, batched", best.sustained_fps),
             ("pipeline ÷ raw consume", "aiokafka consume", best.sustained_fps),
+            ("pipeline ÷ plain Faust agent + table", "Faust agent + table",
+             best.sustained_fps),
             ("readings rows/s ÷ raw COPY rows/s", "psycopg COPY into readings",
              best.readings_rows_per_s),
         ):

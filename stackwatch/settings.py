@@ -226,7 +226,7 @@ class StreamSettings(BaseModel):
         default=0.2,
         gt=0,
         description="…or this long after its first record, whichever comes first. A crash "
-        "re-processes at most one checkpoint of records (results stay exact).",
+        "re-processes at most two checkpoints of records (results stay exact).",
     )
     clock_reference: Literal["peers", "receipt"] = Field(
         default="peers",
