@@ -33,14 +33,13 @@ import asyncio
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from bench import bench_baselines
-from bench.infra import create_topics, fresh_database
+from bench.infra import bench_servers, create_topics, fresh_database
 from bench.options import BenchOptions
 from bench.pipeline_load import (
     Feeder,
@@ -62,10 +61,8 @@ from bench.pipeline_report import (
 )
 from bench.pipeline_watch import AlertWatch, CpuWatch, GroupLag, RssWatch, Scraper
 from bench.results import BenchResult, new_result
-from embedded import running_services
 from embedded.children import DEMO_ENV, Child, spawn_child, stop_child
 from embedded.ports import free_port
-from embedded.state import load_state
 from stackwatch.registry import StackInfo, StackRegistry
 from stackwatch.settings import GatewaySettings, Settings
 from streams.gateway import Gateway
@@ -304,25 +301,17 @@ def run(opts: BenchOptions) -> list[BenchResult]:
     print(f"pipeline: generating {count:,} national frames ({stacks} stacks)", flush=True)
     frames = national_frames(stacks, count, origin_minutes_ago(30))
     phases: list[Phase] = []
-    with tempfile.TemporaryDirectory(prefix="bench-pipe-") as tmp_name:
-        tmp = Path(tmp_name)
-        registry_file = tmp / "registry.yaml"
-        registry.dump(registry_file)
-        with running_services(tmp / "services", kafka=True, postgres=True) as endpoints:
-            assert endpoints.kafka_bootstrap is not None and endpoints.postgres_dsn is not None
-            baselines = bench_baselines.measure(endpoints.kafka_bootstrap,
-                                                endpoints.postgres_dsn, opts, partitions)
-            ctx = Context(bootstrap=endpoints.kafka_bootstrap, dsn=endpoints.postgres_dsn,
-                          partitions=partitions, registry=registry, registry_file=registry_file,
-                          tmp=tmp, frames=frames,
-                          probe_stacks=probes, probe_origin=origin_minutes_ago(120),
-                          rates=rates, step_s=step_s, quick=opts.quick,
-                          server_pids={name: r.pid for name, r in
-                                       load_state(tmp / "services").services.items()})
-            for workers in worker_counts:
-                for r in range(runs):
-                    print(f"pipeline: {workers} worker(s), run {r + 1}/{runs}", flush=True)
-                    phases.append(asyncio.run(run_phase(ctx, workers, r)))
+    with bench_servers("bench-pipe-", registry) as servers:
+        baselines = bench_baselines.measure(servers.bootstrap, servers.dsn, opts, partitions)
+        ctx = Context(bootstrap=servers.bootstrap, dsn=servers.dsn, partitions=partitions,
+                      registry=registry, registry_file=servers.registry_file, tmp=servers.tmp,
+                      frames=frames, probe_stacks=probes,
+                      probe_origin=origin_minutes_ago(120), rates=rates, step_s=step_s,
+                      quick=opts.quick, server_pids=servers.server_pids)
+        for workers in worker_counts:
+            for r in range(runs):
+                print(f"pipeline: {workers} worker(s), run {r + 1}/{runs}", flush=True)
+                phases.append(asyncio.run(run_phase(ctx, workers, r)))
     result = new_result("pipeline", "pipeline, national scenario", quick=opts.quick,
                         postgresql=baselines.versions.postgresql, settings={
                             "rates_fps": rates, "step_s": step_s, "stacks": stacks,

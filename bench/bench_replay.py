@@ -27,19 +27,16 @@ import contextlib
 import os
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.infra import create_topics, fresh_database, server_version
+from bench.infra import BenchServers, bench_servers, create_topics, fresh_database, server_version
 from bench.options import BenchOptions
 from bench.pipeline_watch import CpuWatch, GroupLag, RssWatch, Scraper
 from bench.results import BenchResult, figure, new_result
-from embedded import running_services
 from embedded.children import Child, spawn_child, stop_child
 from embedded.ports import free_port
-from embedded.state import load_state
 from simulators.replay import ReplayFrame, load_replays, registry_for, replay
 from stackwatch.settings import Settings
 
@@ -144,15 +141,15 @@ async def wait_done(scraper: Scraper, lags: tuple[GroupLag, GroupLag],
     raise TimeoutError(f"the replay did not finish within {DONE_TIMEOUT_S:.0f} s")
 
 
-async def run_once(frames: list[ReplayFrame], bootstrap: str, dsn: str, tmp: Path,
-                   registry_file: Path, partitions: int, server_pids: dict[str, int],
+async def run_once(frames: list[ReplayFrame], servers: BenchServers, partitions: int,
                    tag: str) -> Run:
     """One replay on fresh topics, consumer groups and database."""
+    bootstrap, server_pids = servers.bootstrap, servers.server_pids
     names = {t: f"bench.{tag}.{t}" for t in TOPICS}
     await create_topics(bootstrap, list(names.values()), partitions)
-    db = await asyncio.to_thread(fresh_database, dsn, f"bench_{tag}")
-    run_dir = tmp / tag
-    env = child_env(bootstrap, names, db, run_dir, registry_file, partitions)
+    db = await asyncio.to_thread(fresh_database, servers.dsn, f"bench_{tag}")
+    run_dir = servers.tmp / tag
+    env = child_env(bootstrap, names, db, run_dir, servers.registry_file, partitions)
     gateway_port, worker_metrics, sinks_metrics = free_port(), free_port(), free_port()
     log_dir = run_dir / "logs"
     children = [
@@ -212,23 +209,15 @@ def run(opts: BenchOptions) -> list[BenchResult]:
     print(f"replay: {len(log.frames):,} frames of {len(registry.stacks)} loggers "
           f"({files[0].name} … {files[-1].name})", flush=True)
     results: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp_name:
-        tmp = Path(tmp_name)
-        registry_file = tmp / "registry.yaml"
-        registry.dump(registry_file)
-        with running_services(tmp / "services", kafka=True, postgres=True) as endpoints:
-            assert endpoints.kafka_bootstrap is not None and endpoints.postgres_dsn is not None
-            pids = {str(name): r.pid for name, r in load_state(tmp / "services").services.items()}
-            pg_version = server_version(endpoints.postgres_dsn)
-            for i in range(runs):
-                one = asyncio.run(run_once(log.frames, endpoints.kafka_bootstrap,
-                                           endpoints.postgres_dsn, tmp, registry_file,
-                                           partitions, pids, f"replay{i}"))
-                print(f"  run {i + 1}/{runs}: {one.frames:,} frames, sent in {one.sent_s:.1f} s, "
-                      f"end to end {one.end_to_end_s:.1f} s = {one.fps:.0f} frames/s → "
-                      f"province-day {one.province_day_min:.1f} min; CPU % {one.cpu_percent}; "
-                      f"worker RSS {one.worker_rss_mb:.0f} MB", flush=True)
-                results.append(one)
+    with bench_servers("bench-replay-", registry) as servers:
+        pg_version = server_version(servers.dsn)
+        for i in range(runs):
+            one = asyncio.run(run_once(log.frames, servers, partitions, f"replay{i}"))
+            print(f"  run {i + 1}/{runs}: {one.frames:,} frames, sent in {one.sent_s:.1f} s, "
+                  f"end to end {one.end_to_end_s:.1f} s = {one.fps:.0f} frames/s → "
+                  f"province-day {one.province_day_min:.1f} min; CPU % {one.cpu_percent}; "
+                  f"worker RSS {one.worker_rss_mb:.0f} MB", flush=True)
+            results.append(one)
     result = new_result("replay", "real hours replayed end to end (province-day)",
                         quick=opts.quick, postgresql=pg_version, settings={
                             "capture": [f.name for f in files], "loggers": len(registry.stacks),
@@ -238,9 +227,9 @@ def run(opts: BenchOptions) -> list[BenchResult]:
                         })
     result.figures = [
         figure("end-to-end replay of the shared hours", [r.end_to_end_s for r in results], "s",
-               digits=1, notes=f"{results[0].frames:,} frames from 284 real loggers, one TCP "
-               "connection each, stop-and-wait on 9014; until every frame, reading and "
-               "aggregate is in PostgreSQL"),
+               digits=1, notes=f"{results[0].frames:,} frames from {len(registry.stacks)} "
+               "real loggers, one TCP connection each, stop-and-wait on 9014; until every "
+               "frame, reading and aggregate is in PostgreSQL"),
         figure("frames/s end to end", [r.fps for r in results], "frames/s",
                notes="gateway, 1 worker, sinks, Tansu and PostgreSQL 18 on this machine"),
         figure("province-day (190,000 frames) replayed", [r.province_day_min for r in results],

@@ -7,6 +7,10 @@ Fresh topics and a fresh, migrated database per measurement, on the servers of o
 from __future__ import annotations
 
 import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -14,8 +18,37 @@ from aiokafka.errors import TopicAlreadyExistsError
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from embedded import running_services
+from embedded.state import load_state
 from sinks.db import connect
 from sinks.schema import migrate
+from stackwatch.registry import StackRegistry
+
+
+@dataclass(frozen=True)
+class BenchServers:
+    """The embedded Tansu and PostgreSQL 18 of one benchmark, and its scratch directory."""
+
+    tmp: Path
+    registry_file: Path
+    bootstrap: str
+    dsn: str
+    server_pids: dict[str, int]
+
+
+@contextlib.contextmanager
+def bench_servers(prefix: str, registry: StackRegistry) -> Iterator[BenchServers]:
+    """A temporary directory holding `registry` as a file, with the embedded servers running
+    in it; everything is stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp_name:
+        tmp = Path(tmp_name)
+        registry_file = tmp / "registry.yaml"
+        registry.dump(registry_file)
+        with running_services(tmp / "services", kafka=True, postgres=True) as endpoints:
+            assert endpoints.kafka_bootstrap is not None and endpoints.postgres_dsn is not None
+            pids = {str(name): r.pid for name, r in load_state(tmp / "services").services.items()}
+            yield BenchServers(tmp, registry_file, endpoints.kafka_bootstrap,
+                               endpoints.postgres_dsn, pids)
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:

@@ -12,9 +12,10 @@ from bench.results import BenchResult, Figure, figure
 
 #: 100 000 stacks × one frame per 30 s.
 NATIONAL_FPS = 100_000 / 30
-WHY_SLOW = ("< 1 on this 2-core machine: producers batch on Tansu now, and at 400 frames/s "
-            "offered the gateway and the broker keep up (Tansu ~35 % CPU) while the worker is "
-            "CPU-bound (~80 % of a core: decode, validation and processing in Python)")
+WHY_SLOW = ("< 1 on this 2-core machine: gateway, loggers, worker, sinks, Tansu and PostgreSQL "
+            "share two cores, nearly all used at 400 frames/s offered (worker ~66 %, Tansu "
+            "~59 %, loggers and gateway ~28 %, sinks ~23 %, PostgreSQL ~5 % of a core); Tansu's "
+            "fetches cost more as its log grows (README \"Quirks\")")
 
 
 class Latency(BaseModel):
