@@ -65,6 +65,7 @@ class Checkpoint(Generic[E]):
         self._futures: list[Awaitable[Any]] = []
         self._opened: float | None = None
         self._lock = asyncio.Lock()
+        self._flushing = asyncio.Lock()  # the agent's and the timer's flushes, one at a time
 
     @asynccontextmanager
     async def applying(self) -> AsyncIterator[None]:
@@ -110,18 +111,19 @@ class Checkpoint(Generic[E]):
         On a failed delivery the records stay unacknowledged and the error propagates (the
         worker stops and re-processes them from the last committed offset after restart).
         """
-        await self.settle()
-        async with self._lock:
-            events, futures = self._events, self._futures
-            self._events, self._futures, self._opened = [], [], None
-            if self.save is not None:
-                futures.extend(self.save())
-        if not self.overlap:
-            return await self._complete(self._generation, events, futures)
-        self._completing = asyncio.ensure_future(
-            self._complete(self._generation, events, futures)
-        )
-        return len(events)
+        async with self._flushing:
+            await self.settle()
+            async with self._lock:
+                events, futures = self._events, self._futures
+                self._events, self._futures, self._opened = [], [], None
+                if self.save is not None:
+                    futures.extend(self.save())
+            if not self.overlap:
+                return await self._complete(self._generation, events, futures)
+            self._completing = asyncio.ensure_future(
+                self._complete(self._generation, events, futures)
+            )
+            return len(events)
 
     async def settle(self) -> None:
         """Wait for the checkpoint completing in the background; its failure is raised here."""

@@ -167,3 +167,28 @@ async def test_records_revoked_while_their_checkpoint_completes_are_not_acknowle
     await checkpoint.flush()
     await checkpoint.settle()
     assert acked == ["r2"]
+
+
+async def test_the_timer_and_the_agent_flushing_at_once_still_acknowledge_in_order() -> None:
+    """The timer's flush arrives while the agent's waits for the previous checkpoint: it must
+    wait its turn, or its records could be acknowledged before the older ones."""
+    acked: list[str] = []
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def ack(event: str) -> None:
+        acked.append(event)
+
+    checkpoint: Checkpoint[str] = Checkpoint(ack, max_records=10, interval_s=60.0, overlap=True)
+    checkpoint.add("r1", [first])
+    await checkpoint.flush()  # r1 completing in the background
+    checkpoint.add("r2", [])
+    agent = asyncio.ensure_future(checkpoint.flush())  # waits for r1, then takes r2
+    await asyncio.sleep(0.01)
+    checkpoint.add("r3", [])
+    timer = asyncio.ensure_future(checkpoint.flush())
+    await asyncio.sleep(0.01)
+    assert acked == []
+    first.set_result(None)
+    await asyncio.gather(agent, timer)
+    await checkpoint.settle()
+    assert acked == ["r1", "r2", "r3"]
