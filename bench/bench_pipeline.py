@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench import bench_baselines
-from bench.infra import bench_servers, create_topics, fresh_database
+from bench import bench_baselines, infra
+from bench.infra import bench_servers, create_topics, fresh_database, raise_if_exited
 from bench.options import BenchOptions
 from bench.pipeline_load import (
     Feeder,
@@ -99,15 +99,8 @@ class Context:
 
 def child_env(ctx: Context, names: dict[str, str], db: str, phase_dir: Path) -> dict[str, str]:
     """Environment of the worker and sinks children (fresh topics and database)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKWATCH_")}
-    env |= {f"STACKWATCH_TOPICS__{t.upper()}": n for t, n in names.items()}
-    env |= SKEW_ENV | {
-        "STACKWATCH_KAFKA_BOOTSTRAP": ctx.bootstrap, "STACKWATCH_DATABASE_URL": db,
-        "STACKWATCH_DATA_DIR": str(phase_dir), "STACKWATCH_BROKER_PROFILE": "tansu",
-        "STACKWATCH_GATEWAY__REGISTRY_FILE": str(ctx.registry_file),
-        "STACKWATCH_TOPICS__PARTITIONS": str(ctx.partitions), "STACKWATCH_LOG_LEVEL": "WARNING",
-    }
-    return env
+    return infra.child_env(ctx.bootstrap, names, db, phase_dir, ctx.registry_file,
+                           ctx.partitions) | SKEW_ENV
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> tuple[Child, int]:
@@ -131,9 +124,7 @@ async def wait_ready(ctx: Context, feeder: Feeder, scraper: Scraper, children: l
     """Trickle frames until every worker processed some and nothing is left behind."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        for child in children:
-            if child.proc.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
+        raise_if_exited(children)
         per_worker = await scraper.per_worker_processed()
         progress = await scraper.progress()
         if (all(n > 0 for n in per_worker) and feeder.acked - progress.processed <= 5

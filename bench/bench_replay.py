@@ -25,18 +25,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.infra import BenchServers, bench_servers, create_topics, fresh_database, server_version
+from bench import infra
+from bench.infra import (
+    BenchServers,
+    bench_servers,
+    create_topics,
+    fresh_database,
+    raise_if_exited,
+    server_version,
+)
 from bench.options import BenchOptions
 from bench.pipeline_watch import CpuWatch, GroupLag, RssWatch, Scraper
 from bench.results import BenchResult, figure, new_result
 from embedded.children import Child, spawn_child, stop_child
-from embedded.ports import free_port
+from embedded.ports import LOOPBACK, free_port, port_accepts
 from simulators.replay import ReplayFrame, load_replays, registry_for, replay
 from stackwatch.settings import Settings
 
@@ -82,25 +89,17 @@ def capture_files() -> list[Path]:
 def child_env(bootstrap: str, names: dict[str, str], db: str, data_dir: Path,
               registry_file: Path, partitions: int) -> dict[str, str]:
     """Environment of the gateway, worker and sinks children, as for real loggers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKWATCH_")}
-    env |= {f"STACKWATCH_TOPICS__{t.upper()}": n for t, n in names.items()}
-    return env | {
-        "STACKWATCH_KAFKA_BOOTSTRAP": bootstrap, "STACKWATCH_DATABASE_URL": db,
-        "STACKWATCH_DATA_DIR": str(data_dir), "STACKWATCH_BROKER_PROFILE": "tansu",
-        "STACKWATCH_GATEWAY__REGISTRY_FILE": str(registry_file),
-        "STACKWATCH_TOPICS__PARTITIONS": str(partitions), "STACKWATCH_LOG_LEVEL": "WARNING",
-        # As tests/e2e/test_real_hours.py: real clocks judged against their peers.
-        "STACKWATCH_STREAMS__PROCESSOR__QUALITY__CLOCK_SKEW_TOLERANCE": "PT5M",
-    }
+    env = infra.child_env(bootstrap, names, db, data_dir, registry_file, partitions)
+    # As tests/e2e/test_real_hours.py: real clocks judged against their peers.
+    return env | {"STACKWATCH_STREAMS__PROCESSOR__QUALITY__CLOCK_SKEW_TOLERANCE": "PT5M"}
 
 
 async def wait_port(port: int, child: Child, timeout_s: float = 60.0) -> None:
     """Until the gateway accepts connections."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        raise_if_exited([child])
+        if await asyncio.to_thread(port_accepts, LOOPBACK, port):
             return
         await asyncio.sleep(0.2)
     raise TimeoutError(f"{child.name} is not listening on {port}")
@@ -111,9 +110,7 @@ async def wait_handled(scraper: Scraper, children: list[Child]) -> None:
     are up; the first logger may be a wastewater one, which the processor never sees)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        for child in children:
-            if child.proc.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
+        raise_if_exited(children)
         progress = await scraper.progress()
         if progress.raw_rows >= 1 and (progress.readings_rows >= 1 or progress.processed >= 1):
             return
@@ -128,9 +125,7 @@ async def wait_done(scraper: Scraper, lags: tuple[GroupLag, GroupLag],
     last_change = time.perf_counter()
     deadline = time.monotonic() + DONE_TIMEOUT_S
     while time.monotonic() < deadline:
-        for child in children:
-            if child.proc.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
+        raise_if_exited(children)
         p = await scraper.progress()
         counts = (p.processed, p.raw_rows, p.readings_rows, p.aggregate_rows)
         if counts != last:

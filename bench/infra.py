@@ -7,6 +7,7 @@ Fresh topics and a fresh, migrated database per measurement, on the servers of o
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from embedded import running_services
+from embedded.children import Child
 from embedded.state import load_state
 from sinks.db import connect
 from sinks.schema import migrate
@@ -49,6 +51,27 @@ def bench_servers(prefix: str, registry: StackRegistry) -> Iterator[BenchServers
             pids = {str(name): r.pid for name, r in load_state(tmp / "services").services.items()}
             yield BenchServers(tmp, registry_file, endpoints.kafka_bootstrap,
                                endpoints.postgres_dsn, pids)
+
+
+def child_env(bootstrap: str, names: dict[str, str], db: str, data_dir: Path,
+               registry_file: Path, partitions: int) -> dict[str, str]:
+    """Environment of a benchmark's stackwatch children: this one's, without its STACKWATCH_
+    settings, on fresh topics (`names`), database and data directory, tansu profile."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKWATCH_")}
+    env |= {f"STACKWATCH_TOPICS__{t.upper()}": n for t, n in names.items()}
+    return env | {
+        "STACKWATCH_KAFKA_BOOTSTRAP": bootstrap, "STACKWATCH_DATABASE_URL": db,
+        "STACKWATCH_DATA_DIR": str(data_dir), "STACKWATCH_BROKER_PROFILE": "tansu",
+        "STACKWATCH_GATEWAY__REGISTRY_FILE": str(registry_file),
+        "STACKWATCH_TOPICS__PARTITIONS": str(partitions), "STACKWATCH_LOG_LEVEL": "WARNING",
+    }
+
+
+def raise_if_exited(children: list[Child]) -> None:
+    """A child that died ends the measurement with its exit code."""
+    for child in children:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with {child.proc.returncode}")
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
