@@ -34,6 +34,7 @@ from stackwatch.limits.catalogue import LimitCatalogue
 from stackwatch.registry import StackRegistry
 from stackwatch.settings import Settings
 from streams.agents import Pipeline, Send, faust_send
+from streams.changelog_marker import MarkerAwareTable
 from streams.checkpoint import Checkpoint
 from streams.continuity import Continuity
 from streams.faust_config import create_faust_app
@@ -41,6 +42,7 @@ from streams.log_start import LogStarts
 from streams.metrics import WorkerMetrics
 from streams.stall_watch import StallWatch, consumer_state
 from streams.state import StackStates
+from streams.state_codec import STATE_CODEC
 from streams.topics import Topics, define_topics
 
 STATE_TABLE = "stack_state"
@@ -113,13 +115,19 @@ def create_app(
 
     def changelog_table(name: str, help: str) -> TableT[str, Any]:
         """A table of this app, partitioned like its topics, its changelog configured alike."""
-        return app.Table(
-            name,
+        table = MarkerAwareTable(
+            app,
+            name=name,
             default=None,
+            beacon=app.tables.beacon,
             partitions=settings.topics.partitions,
             extra_topic_configs=settings.kafka.topic_config(),
             help=help,
         )
+        # What `app.Table` does, with the values' codec set before the table manager builds
+        # the changelog topic (Faust would pick `json` for plain dict values).
+        table.value_serializer = STATE_CODEC
+        return cast(TableT[str, Any], app.tables.add(table))
 
     table = changelog_table(
         STATE_TABLE, "stack_id → StackProcessor state (JSON); changelog-backed."
