@@ -4,8 +4,8 @@ Each logger has its own TCP connection (`simulators.client.LoggerClient`) and se
 ~400-character frames with Flag.A = 1, stop-and-wait: the next frame goes only after the 9014
 answer, which the gateway sends only after the sink acknowledged the record. Sinks:
 (a) in memory — the gateway's own cost (framing, CRC, decode, auth, records, acks);
-(b) the raw topic on the embedded Tansu, tansu broker profile (one record per producer batch,
-`acks=all`). Connections are opened (one untimed frame each) before the clock starts.
+(b) the raw topic on the embedded Tansu, tansu broker profile (`acks=all`, batches of
+`kafka.linger_ms`). Connections are opened (one untimed frame each) before the clock starts.
 The loggers run in the same process and event loop as the gateway, so the figures are a
 lower bound for the gateway on its own.
 

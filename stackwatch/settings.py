@@ -217,16 +217,18 @@ class StreamSettings(BaseModel):
         description="Timer period that closes idle windows and detects offline loggers.",
     )
     checkpoint_records: int = Field(
-        default=500,
+        default=2000,
         ge=1,
         description="A checkpoint (state saved, deliveries awaited, offsets acknowledged) "
         "after this many records…",
     )
     checkpoint_interval_s: float = Field(
-        default=0.2,
+        default=1.0,
         gt=0,
         description="…or this long after its first record, whichever comes first. A crash "
-        "re-processes at most two checkpoints of records (results stay exact).",
+        "re-processes at most two checkpoints of records (results stay exact). Alerts do not "
+        "wait for it. Shorter checkpoints made the agent wait for the previous one's "
+        "deliveries (0.2 s: 1.3–2 s of every 10 s at 500 frames/s offered).",
     )
     clock_reference: Literal["peers", "receipt"] = Field(
         default="peers",
@@ -416,8 +418,9 @@ class Settings(BaseSettings):
     )
     broker_profile: BrokerProfile = Field(
         default="tansu",
-        description="'tansu' applies the embedded broker's workarounds (one record per producer "
-        "batch, short session timeouts); 'kafka' keeps Faust's normal batching.",
+        description="'tansu' applies the embedded broker's workarounds (short session and "
+        "rebalance timeouts, producers not idempotent); 'kafka' keeps Faust's defaults. "
+        "Producers batch on both (tables recover up to a marker, not the end offset).",
     )
     kafka_bootstrap: str | None = Field(
         default=None,

@@ -51,7 +51,8 @@ class KafkaFrameSink:
     """Produces `RawFrame` / `DeadLetter` JSON with aiokafka, `acks="all"`.
 
     Frames from many connections share producer batches on both broker profiles (up to
-    64 kB, no linger: frames that queue while a request is in flight go out together); each
+    64 kB, lingering `kafka.linger_ms`; frames that queue while a request is in flight go out
+    together too); each
     connection still answers its 9014 only once the broker has acknowledged that frame.
     Tansu's batch-based end offsets no longer matter: table recovery reads up to a marker
     (`streams/changelog_marker.py`).
