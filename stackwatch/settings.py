@@ -217,18 +217,25 @@ class StreamSettings(BaseModel):
         description="Timer period that closes idle windows and detects offline loggers.",
     )
     checkpoint_records: int = Field(
-        default=2000,
+        default=500,
         ge=1,
         description="A checkpoint (state saved, deliveries awaited, offsets acknowledged) "
         "after this many records…",
     )
     checkpoint_interval_s: float = Field(
-        default=1.0,
+        default=0.25,
         gt=0,
-        description="…or this long after its first record, whichever comes first. A crash "
-        "re-processes at most two checkpoints of records (results stay exact). Alerts do not "
-        "wait for it. Shorter checkpoints made the agent wait for the previous one's "
-        "deliveries (0.2 s: 1.3–2 s of every 10 s at 500 frames/s offered).",
+        description="…or this long after its first record, whichever comes first. Alerts do "
+        "not wait for it; a crash re-processes at most checkpoints_in_flight + 1 checkpoints "
+        "of records (results stay exact).",
+    )
+    checkpoints_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="Checkpoints whose deliveries may still be outstanding while the agent "
+        "applies the next records (acknowledged in order). Measured at 500 frames/s offered, "
+        "one worker: 1 in flight with 0.2 s checkpoints processed ~280 frames/s (the agent "
+        "waited 1.3–2 s of every 10 s), 1 with 0.5 s ~390, 2 with 0.25 s ~430.",
     )
     clock_reference: Literal["peers", "receipt"] = Field(
         default="peers",

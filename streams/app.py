@@ -192,6 +192,7 @@ def create_app(
             max_records=cfg.checkpoint_records,
             interval_s=cfg.checkpoint_interval_s,
             overlap=True,
+            in_flight=cfg.checkpoints_in_flight,
         ),
     }
 

@@ -16,24 +16,27 @@ With `overlap`, steps 3 and 4 run in the background while the agent goes on appl
 records: a checkpoint's deliveries take a broker round trip (plus the producers' linger), and
 an agent that waited for them applied nothing meanwhile (measured at 500 frames/s offered,
 one worker: the agent sat in checkpoints 4.3 s of every 10 s and handled ~400 frames/s; with
-the overlap 1.2–2.4 s, and ~470 frames/s). One checkpoint completes at a time and in order:
-the next `flush` first waits for the previous one, so acknowledgements never overtake each
-other, and a failed delivery surfaces there (or at `settle`). The defaults (2,000 records or
-1 s) leave a checkpoint's deliveries time to finish before the next flush: with 0.2 s the agent
-still waited for them 1.3–2 s of every 10 s at 500 frames/s offered (national scenario), and
-processed ~280 frames/s; with 1 s it did not wait, and processed ~370.
+the overlap 1.2–2.4 s, and ~470 frames/s). Up to `in_flight` checkpoints complete in the
+background; a flush beyond that first waits for the oldest. Acknowledgements never overtake
+each other: a checkpoint acknowledges only after the one before it did, and acknowledges
+nothing if that one failed; a failed delivery surfaces at a later flush or at `settle`.
+With one in flight and 0.2 s checkpoints the agent still waited for the previous one's
+deliveries 1.3–2 s of every 10 s (national scenario, 500 frames/s offered) and processed ~280
+frames/s; two in flight of 0.25 s processed ~430 (`streams.checkpoints_in_flight`).
 
-A crash between checkpoints re-processes at most two checkpoints of records (the one being
-completed and the one being applied): the processor treats repeats as duplicates and outputs
+A crash between checkpoints re-processes at most `in_flight` + 1 checkpoints of records (those
+completing and the one being applied): the processor treats repeats as duplicates and outputs
 carry natural keys, so results stay exact. The same holds for SIGTERM and rebalances: the
 apps run with `stream_wait_empty=False`, so Faust commits what was acknowledged and does not
-wait for a pending checkpoint; on revocation the checkpoint is dropped unacknowledged (`drop`).
+wait for a pending checkpoint; on revocation the checkpoints are dropped unacknowledged
+(`drop`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
@@ -54,15 +57,19 @@ class Checkpoint(Generic[E]):
         max_records: int = 500,
         interval_s: float = 0.2,
         overlap: bool = False,
+        in_flight: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if in_flight < 1:
+            raise ValueError("in_flight must be >= 1")
         self.ack = ack
         self.save = save
         self.max_records = max_records
         self.interval_s = interval_s
         self.overlap = overlap
+        self.in_flight = in_flight  # with `overlap`: checkpoints completing at once, at most
         self.clock = clock
-        self._completing: asyncio.Future[int] | None = None
+        self._completing: deque[asyncio.Future[int]] = deque()  # oldest first
         self._generation = 0  # bumped by `drop`: a completion of an older one acks nothing
         self._events: list[E] = []
         self._futures: list[Awaitable[Any]] = []
@@ -105,7 +112,7 @@ class Checkpoint(Generic[E]):
         """
         self._events, self._futures, self._opened = [], [], None
         self._generation += 1
-        self._completing = None
+        self._completing.clear()
 
     async def flush(self) -> int:
         """Make the pending records durable, then acknowledge them (with `overlap`, in the
@@ -115,35 +122,55 @@ class Checkpoint(Generic[E]):
         worker stops and re-processes them from the last committed offset after restart).
         """
         async with self._flushing:
-            await self.settle()
+            await self._settle(keep=self.in_flight - 1)
             async with self._lock:
                 events, futures = self._events, self._futures
                 self._events, self._futures, self._opened = [], [], None
                 if self.save is not None:
                     futures.extend(self.save())
             if not self.overlap:
-                return await self._complete(self._generation, events, futures)
-            self._completing = asyncio.ensure_future(
-                self._complete(self._generation, events, futures)
+                return await self._complete(self._generation, events, futures, None)
+            previous = self._completing[-1] if self._completing else None
+            self._completing.append(
+                asyncio.ensure_future(
+                    self._complete(self._generation, events, futures, previous)
+                )
             )
             return len(events)
 
     async def settle(self) -> None:
-        """Wait for the checkpoint completing in the background; its failure is raised here."""
-        completing, self._completing = self._completing, None
-        if completing is not None:
-            await completing
+        """Wait for the checkpoints completing in the background; a failure is raised here."""
+        async with self._flushing:
+            await self._settle(keep=0)
+
+    async def _settle(self, keep: int) -> None:
+        """Wait, oldest first, until at most `keep` checkpoints are still completing."""
+        while len(self._completing) > keep:
+            await self._completing.popleft()
 
     def settled_or_failed(self) -> bool:
-        """Nothing completing in the background, or it has finished (`settle` will not
+        """Nothing completing in the background, or all of it has finished (`settle` will not
         block): the checkpoint timer surfaces a failure without waiting on a delivery."""
-        return self._completing is None or self._completing.done()
+        oldest = self._completing[0] if self._completing else None
+        if oldest is not None and oldest.done() and not oldest.cancelled() and oldest.exception():
+            return True
+        return all(completing.done() for completing in self._completing)
 
     async def _complete(
-        self, generation: int, events: list[E], futures: list[Awaitable[Any]]
+        self,
+        generation: int,
+        events: list[E],
+        futures: list[Awaitable[Any]],
+        previous: asyncio.Future[int] | None,
     ) -> int:
         if futures:
             await asyncio.gather(*futures)
+        if previous is not None:
+            # Acknowledgements stay in order: an older checkpoint acknowledges first. If it
+            # failed, its error is raised by `settle`; this one acknowledges nothing.
+            await asyncio.wait([previous])
+            if previous.cancelled() or previous.exception() is not None:
+                return 0
         if generation != self._generation:
             return 0  # revoked meanwhile: whoever owns the partitions now re-processes them
         for event in events:

@@ -192,3 +192,72 @@ async def test_the_timer_and_the_agent_flushing_at_once_still_acknowledge_in_ord
     await asyncio.gather(agent, timer)
     await checkpoint.settle()
     assert acked == ["r1", "r2", "r3"]
+
+
+async def test_two_checkpoints_in_flight_still_acknowledge_in_order() -> None:
+    """With in_flight=2 the agent flushes a second checkpoint while the first is still being
+    delivered; the second's records wait for the first's acks, and a third flush waits for
+    the first to complete (at most two in the background)."""
+    log: list[str] = []
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[None] = loop.create_future()
+    second: asyncio.Future[None] = loop.create_future()
+
+    async def ack(event: str) -> None:
+        log.append(f"ack {event}")
+
+    def save() -> list[Any]:
+        log.append("save")
+        return []
+
+    checkpoint: Checkpoint[str] = Checkpoint(
+        ack, save=save, max_records=10, interval_s=60.0, overlap=True, in_flight=2
+    )
+    checkpoint.add("r1", [first])
+    assert await asyncio.wait_for(checkpoint.flush(), 1) == 1
+    checkpoint.add("r2", [second])
+    assert await asyncio.wait_for(checkpoint.flush(), 1) == 1  # did not wait for `first`
+    second.set_result(None)
+    await asyncio.sleep(0.01)
+    assert log == ["save", "save"]  # r2 delivered, r1 not: nothing acknowledged yet
+    checkpoint.add("r3", [])
+    third = asyncio.ensure_future(checkpoint.flush())
+    await asyncio.sleep(0.01)
+    assert not third.done()  # two already in flight: waits for the oldest
+    first.set_result(None)
+    assert await third == 1
+    await checkpoint.settle()
+    assert [entry for entry in log if entry.startswith("ack")] == ["ack r1", "ack r2", "ack r3"]
+    assert log.count("save") == 3
+
+
+async def test_a_failed_older_checkpoint_keeps_the_newer_one_unacknowledged() -> None:
+    acked: list[str] = []
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[None] = loop.create_future()
+
+    async def ack(event: str) -> None:
+        acked.append(event)
+
+    checkpoint: Checkpoint[str] = Checkpoint(
+        ack, max_records=10, interval_s=60.0, overlap=True, in_flight=2
+    )
+    checkpoint.add("r1", [first])
+    await checkpoint.flush()
+    checkpoint.add("r2", [])  # delivered at once
+    await checkpoint.flush()
+    first.set_exception(ConnectionError("broker gone"))
+    await asyncio.sleep(0.01)
+    assert checkpoint.settled_or_failed()  # the timer may raise it without blocking
+    with pytest.raises(ConnectionError):
+        await checkpoint.settle()
+    await checkpoint.settle()  # the newer one finished without acknowledging
+    assert acked == []
+
+
+def test_in_flight_must_be_positive() -> None:
+    async def ack(event: str) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="in_flight"):
+        Checkpoint(ack, overlap=True, in_flight=0)
