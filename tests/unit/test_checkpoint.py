@@ -10,6 +10,19 @@ import pytest
 from streams.checkpoint import Checkpoint
 
 
+def logged_checkpoint(log: list[str], **options: Any) -> Checkpoint[str]:
+    """An overlapping checkpoint whose acks and saves are appended to `log`."""
+
+    async def ack(event: str) -> None:
+        log.append(f"ack {event}")
+
+    def save() -> list[Any]:
+        log.append("save")
+        return []
+
+    return Checkpoint(ack, save=save, interval_s=60.0, overlap=True, **options)
+
+
 async def test_records_are_acknowledged_only_after_outputs_and_state_are_delivered() -> None:
     log: list[str] = []
     loop = asyncio.get_running_loop()
@@ -98,17 +111,7 @@ async def test_with_overlap_the_next_records_are_applied_while_a_checkpoint_comp
     loop = asyncio.get_running_loop()
     first: asyncio.Future[None] = loop.create_future()
     second: asyncio.Future[None] = loop.create_future()
-
-    async def ack(event: str) -> None:
-        log.append(f"ack {event}")
-
-    def save() -> list[Any]:
-        log.append("save")
-        return []
-
-    checkpoint: Checkpoint[str] = Checkpoint(
-        ack, save=save, max_records=2, interval_s=60.0, overlap=True
-    )
+    checkpoint = logged_checkpoint(log, max_records=2)
     for event in ("r1", "r2"):
         async with checkpoint.applying():
             checkpoint.add(event, [first] if event == "r1" else [])
@@ -202,17 +205,7 @@ async def test_two_checkpoints_in_flight_still_acknowledge_in_order() -> None:
     loop = asyncio.get_running_loop()
     first: asyncio.Future[None] = loop.create_future()
     second: asyncio.Future[None] = loop.create_future()
-
-    async def ack(event: str) -> None:
-        log.append(f"ack {event}")
-
-    def save() -> list[Any]:
-        log.append("save")
-        return []
-
-    checkpoint: Checkpoint[str] = Checkpoint(
-        ack, save=save, max_records=10, interval_s=60.0, overlap=True, in_flight=2
-    )
+    checkpoint = logged_checkpoint(log, max_records=10, in_flight=2)
     checkpoint.add("r1", [first])
     assert await asyncio.wait_for(checkpoint.flush(), 1) == 1
     checkpoint.add("r2", [second])
