@@ -52,8 +52,8 @@ class KafkaFrameSink:
 
     Frames from many connections share producer batches on both broker profiles (up to
     64 kB, lingering `kafka.linger_ms`; frames that queue while a request is in flight go out
-    together too); each
-    connection still answers its 9014 only once the broker has acknowledged that frame.
+    together too); each connection still answers its 9014 only once the broker has
+    acknowledged that frame.
     Tansu's batch-based end offsets no longer matter: table recovery reads up to a marker
     (`streams/changelog_marker.py`).
 
