@@ -59,7 +59,7 @@ from bench.pipeline_report import (
     latency_of,
     summarise,
 )
-from bench.pipeline_watch import AlertWatch, CpuWatch, GroupLag, RssWatch, Scraper
+from bench.pipeline_watch import AlertWatch, CpuWatch, GroupLag, RssWatch, Scraper, rss_mb
 from bench.results import BenchResult, new_result
 from embedded.children import DEMO_ENV, Child, spawn_child, stop_child
 from embedded.ports import free_port
@@ -156,6 +156,7 @@ async def run_step(ctx: Context, rate: float, feeder: Feeder, scraper: Scraper,
     except Exception:  # informative only
         worker_lag = sinks_lag = None
     rss.sample()
+    broker_rss = rss_mb(ctx.server_pids.get("tansu"))
     worker = (max(0, int(acked_mid - mid.processed)), max(0, int(acked_end - end.processed)))
     sinks = (max(0, int(acked_mid - mid.raw_rows)), max(0, int(acked_end - end.raw_rows)))
     accepted = (acked_end - acked0) / (t_end - t0)  # the lag reads above take seconds
@@ -167,7 +168,7 @@ async def run_step(ctx: Context, rate: float, feeder: Feeder, scraper: Scraper,
                 worker_backlog_mid=worker[0], worker_backlog=worker[1],
                 sinks_backlog_mid=sinks[0], sinks_backlog=sinks[1],
                 worker_group_lag=worker_lag, sinks_group_lag=sinks_lag,
-                worker_rss_mb=[round(m, 1) for m in rss.peak_mb],
+                worker_rss_mb=[round(m, 1) for m in rss.peak_mb], broker_rss_mb=broker_rss,
                 cpu_percent=CpuWatch.percent(cpu_mid, cpu_end), sustained=ok, verdict=verdict)
     return step, cursor + offered, (t0, time.perf_counter())
 
@@ -226,6 +227,7 @@ async def run_phase(ctx: Context, workers: int, run: int) -> Phase:
         cursor = await wait_ready(ctx, feeder, scraper, children, stacks)
         phase.startup_s = round(time.perf_counter() - started, 1)
         rss.start()
+        phase.broker_rss_start_mb = rss_mb(ctx.server_pids.get("tansu"))
         probe_task = asyncio.create_task(probes.run(PROBE_FPS))
         windows: list[tuple[float, float]] = []
         for rate in ctx.rates:
@@ -237,7 +239,8 @@ async def run_phase(ctx: Context, workers: int, run: int) -> Phase:
                   f"processed {step.processed_fps:g}, stored {step.stored_fps:g} frames/s; "
                   f"backlog worker {step.worker_backlog} / sinks {step.sinks_backlog}; "
                   f"committed lag {step.worker_group_lag} / {step.sinks_group_lag}; "
-                  f"RSS {max(step.worker_rss_mb or [0]):.0f} MB; CPU % {step.cpu_percent} "
+                  f"RSS {max(step.worker_rss_mb or [0]):.0f} MB (broker "
+                  f"{step.broker_rss_mb or 0:.0f} MB); CPU % {step.cpu_percent} "
                   f"→ {step.verdict}", flush=True)
             if not step.sustained:
                 break

@@ -43,6 +43,9 @@ class Step(BaseModel):
     worker_group_lag: int | None = Field(description="Committed consumer lag, records.")
     sinks_group_lag: int | None
     worker_rss_mb: list[float]
+    broker_rss_mb: float | None = Field(
+        default=None, description="The embedded broker's RSS at the step's end (it keeps "
+        "every record in memory).")
     cpu_percent: dict[str, float] = Field(
         default_factory=dict, description="Second half of the step; 100 = one core.")
     latency: Latency = Field(default_factory=Latency)
@@ -69,6 +72,9 @@ class Phase(BaseModel):
         description="The sustained step nearest half the sustained rate (issue #14's target).")
     half_rate_fps: float | None = None
     rss_peak_mb: float = 0.0
+    broker_rss_start_mb: float | None = None
+    broker_rss_growth_mb: float | None = Field(
+        default=None, description="Broker RSS at the last step's end − at the ladder's start.")
     error: str | None = None
 
 
@@ -138,6 +144,9 @@ def summarise(phase: Phase, windows: list[tuple[float, float]],
         phase.half_rate_fps = half.offered_fps
         phase.half_rate_latency = half.latency
     phase.rss_peak_mb = max((max(s.worker_rss_mb or [0.0]) for s in phase.steps), default=0.0)
+    end = phase.steps[-1].broker_rss_mb
+    if end is not None and phase.broker_rss_start_mb is not None:
+        phase.broker_rss_growth_mb = round(end - phase.broker_rss_start_mb, 1)
 
 
 def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
@@ -184,6 +193,13 @@ def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
                     f"target p99 ≤ 1 s), {n} probe frames")))
         figures.append(figure(f"{who}: worker RSS, peak", [p.rss_peak_mb for p in mine], "MB",
                               notes="per worker process (psutil)"))
+        grown = [p.broker_rss_growth_mb for p in mine if p.broker_rss_growth_mb is not None]
+        if grown:
+            figures.append(figure(
+                f"{who}: broker memory growth over the ladder", grown, "MB",
+                notes="the embedded Tansu keeps every record in memory; RSS at the last "
+                "step's end − at the ladder's start (producer batches compressed: "
+                "kafka.compression)"))
     ok = [p for p in phases if p.error is None]
     if ok:
         best = max(ok, key=lambda p: p.sustained_fps)

@@ -187,6 +187,17 @@ class RssWatch:
                 await self._task
 
 
+def rss_mb(pid: int | None) -> float | None:
+    """Resident memory of one process now, MB (None: no such local process)."""
+    if pid is None:
+        return None
+    try:
+        rss: int = psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return None
+    return round(rss / 2**20, 1)
+
+
 def cpu_seconds(pid: int, *, children: bool) -> float:
     """User + system CPU seconds of a process (and, if asked, of its live children)."""
     try:

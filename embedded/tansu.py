@@ -14,6 +14,8 @@ project works around (see README "Services" and `streams/faust_config.py`):
 (d) A fetch lists every batch object of the partition, so the broker's CPU grows with the
     log (README "Quirks"): producers linger and Faust consumers fetch with a minimum size
     (`KafkaSettings.linger_ms`, `fetch_min_bytes`).
+(e) Nothing is ever deleted (no retention, no compaction, `DeleteRecords` unimplemented), so its
+    memory grows with every byte produced; producers compress (`KafkaSettings.compression`).
 """
 
 from __future__ import annotations

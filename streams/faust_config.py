@@ -91,6 +91,7 @@ def faust_app_kwargs(
         # pending when the checkpoint timer had already stopped).
         "stream_wait_empty": False,
         "producer_linger": settings.kafka.linger_ms / 1000.0,
+        "producer_compression_type": settings.kafka.compression_type(),
         "Table": "streams.changelog_marker:MarkerAwareTable",
         "TableManager": "streams.changelog_marker:MarkedTableManager",
     }

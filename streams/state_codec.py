@@ -8,6 +8,11 @@ instead of 287 µs; in the worker its share fell to 5.7 %). `ser_json_inf_nan="c
 writes NaN and ±Infinity the way the standard library does (orjson would write null and change
 a recovered state's sums), so a changelog written by either codec reads back the same, and
 reading stays `json.loads`.
+
+A deleted key (an archived window dropped) is written as a real Kafka tombstone, a record with
+no value, not as the JSON text `null`: log compaction then removes the key from the changelog,
+and Faust's recovery deletes it from the store, where a `null` value would stay forever.
+Changelogs written before read back alike (`null` is read as None, which no reader keeps).
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ _ANY_JSON: TypeAdapter[Any] = TypeAdapter(Any, config=ConfigDict(ser_json_inf_na
 
 
 class StateJsonCodec(codecs.Codec):
-    """Faust codec: pydantic JSON out (NaN/Infinity as constants), stdlib JSON in."""
+    """Faust codec: pydantic JSON out (NaN/Infinity as constants), stdlib JSON in; None out as
+    a tombstone (no value)."""
 
-    def _dumps(self, obj: Any) -> bytes:
+    # Faust types the result as bytes, but hands it to the producer as the record's value as
+    # is: None there is a tombstone.
+    def _dumps(self, obj: Any) -> bytes | None:  # type: ignore[override]
+        if obj is None:
+            return None
         return _ANY_JSON.dump_json(obj)
 
     def _loads(self, s: bytes) -> Any:

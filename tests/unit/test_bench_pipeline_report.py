@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench.pipeline_report import Latency, Step, half_rate_step
+from bench.pipeline_report import Latency, Phase, Step, half_rate_step, summarise
+from bench.pipeline_watch import rss_mb
 
 
 def step(offered: float, sustained: bool = True) -> Step:
@@ -35,3 +36,21 @@ def test_a_tie_takes_the_lower_rate_and_unsustained_steps_never_count() -> None:
 def test_no_sustained_step_gives_none() -> None:
     assert half_rate_step([step(10, sustained=False)], 0.0) is None
     assert half_rate_step([], 398.0) is None
+
+
+def test_broker_memory_growth_is_last_step_minus_ladder_start() -> None:
+    # 212.5 MB at the start, 230.0 then 480.5 at the steps' ends: it grew 268.0 MB.
+    phase = Phase(workers=1, run=0, broker_rss_start_mb=212.5)
+    phase.steps = [step(100).model_copy(update={"broker_rss_mb": 230.0}),
+                   step(200).model_copy(update={"broker_rss_mb": 480.5})]
+    summarise(phase, [(0.0, 1.0), (1.0, 2.0)], {}, {})
+    assert phase.broker_rss_growth_mb == 268.0
+
+
+def test_no_broker_growth_without_a_local_broker() -> None:
+    phase = Phase(workers=1, run=0, broker_rss_start_mb=None)
+    phase.steps = [step(100).model_copy(update={"broker_rss_mb": None})]
+    summarise(phase, [(0.0, 1.0)], {}, {})
+    assert phase.broker_rss_growth_mb is None
+    assert rss_mb(None) is None
+    assert rss_mb(2**22 + 12345) is None  # above Linux's largest PID: no such process

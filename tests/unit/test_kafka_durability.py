@@ -29,8 +29,20 @@ def test_idempotence_follows_the_profile_unless_set() -> None:
     assert auto.idempotence("tansu") is False  # Tansu refuses InitProducerId
     assert KafkaSettings(idempotent_producers=False).idempotence("kafka") is False
     assert KafkaSettings(idempotent_producers=True).producer_options("tansu") == {
-        "acks": "all", "enable_idempotence": True,
+        "acks": "all", "enable_idempotence": True, "compression_type": "zstd",
     }
+
+
+def test_producers_compress_with_zstd_unless_told_otherwise(tmp_path: Path) -> None:
+    assert KafkaSettings().producer_options("kafka")["compression_type"] == "zstd"
+    assert KafkaSettings(compression="none").producer_options("kafka")["compression_type"] is None
+    kwargs = faust_app_kwargs(Settings(), broker="k1:9092", app_id="w", data_dir=tmp_path)
+    assert kwargs["producer_compression_type"] == "zstd"
+    plain = Settings(kafka=KafkaSettings(compression="none"))
+    kwargs = faust_app_kwargs(plain, broker="k1:9092", app_id="w", data_dir=tmp_path)
+    assert kwargs["producer_compression_type"] is None
+    with pytest.raises(ValidationError):
+        KafkaSettings(compression="brotli")
 
 
 def test_environment_sets_the_cluster_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,6 +83,7 @@ async def test_a_tansu_profile_worker_is_not_idempotent(tmp_path: Path) -> None:
     producer = cast(Any, app.producer)._new_producer()
     try:
         assert producer._txn_manager is None
+        assert producer._compression_type == "zstd"  # kafka.compression reaches the client
     finally:
         await producer.client.close()
 
