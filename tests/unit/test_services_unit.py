@@ -229,6 +229,7 @@ def test_faust_kwargs_tansu_profile(tmp_path: Path) -> None:
         "web_port": 6123,
         "stream_wait_empty": False,
         "producer_linger": 0.005,  # kafka.linger_ms: fewer, larger batches
+        "producer_compression_type": "zstd",  # kafka.compression
         "Table": "streams.changelog_marker:MarkerAwareTable",
         "TableManager": "streams.changelog_marker:MarkedTableManager",
         "broker_session_timeout": 10.0,
