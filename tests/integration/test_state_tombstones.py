@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stackwatch.registry import StackRegistry
 from stackwatch.settings import Settings, TopicSettings
 from streams.app import create_app
+from tests.kafka_topics import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,7 @@ async def test_a_deleted_archive_key_is_a_tombstone(
     wa = create_app(settings, broker=kafka_bootstrap, registry=StackRegistry(stacks=[]),
                     app_id=unique_topic.replace(".", "-"), data_dir=tmp_path)
     changelog = wa.archive.changelog_topic.get_topic_name()
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(changelog, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topics(kafka_bootstrap, [changelog], partitions=1)
     window = {"start": "2026-11-01T08:00:00+08:00", "items": [], "sum": float("inf")}
     await wa.app.producer.start()
     try:
