@@ -149,6 +149,12 @@ def summarise(phase: Phase, windows: list[tuple[float, float]],
         phase.broker_rss_growth_mb = round(end - phase.broker_rss_start_mb, 1)
 
 
+def percentile_figures(row: str, latencies: list[Latency], notes: str) -> list[Figure]:
+    """One README row of p50 / p95 / p99 (median over the runs that have each)."""
+    return [figure(q, [v for lat in latencies if (v := getattr(lat, q)) is not None], "ms",
+                   row=row, notes=notes) for q in ("p50", "p95", "p99")]
+
+
 def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
                step_s: float) -> list[Figure]:
     """The README figures: per worker count (median over runs), then ratios to baselines."""
@@ -174,23 +180,21 @@ def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
                    "frames/s", notes="frames processed by the worker, best step; the capacity "
                    "when the ladder ended on a step that was not sustained"),
         ]
-        row = f"{who}: alert latency p50 / p95 / p99"
-        n = sum(p.latency.n for p in mine)
-        for q in ("p50", "p95", "p99"):
-            values = [v for p in mine if (v := getattr(p.latency, q)) is not None]
-            figures.append(figure(q, values, "ms", row=row, notes=(
-                f"frame to provisional_exceedance event consumed, {n} probe frames, "
-                f"{mine[0].latency_basis}")))
+        latencies = [p.latency for p in mine]
+        n = sum(lat.n for lat in latencies)
+        figures += percentile_figures(
+            f"{who}: alert latency p50 / p95 / p99", latencies,
+            f"frame to provisional_exceedance event consumed, {n} probe frames, "
+            f"{mine[0].latency_basis}")
         half = [p for p in mine if p.half_rate_fps is not None]
         if half:
-            row = f"{who}: alert latency at half the sustained rate, p50 / p95 / p99"
-            n = sum(p.half_rate_latency.n for p in half)
+            latencies = [p.half_rate_latency for p in half]
+            n = sum(lat.n for lat in latencies)
             rates_used = "/".join(sorted({f"{p.half_rate_fps:g}" for p in half}))
-            for q in ("p50", "p95", "p99"):
-                values = [v for p in half if (v := getattr(p.half_rate_latency, q)) is not None]
-                figures.append(figure(q, values, "ms", row=row, notes=(
-                    f"the {rates_used} frames/s step (nearest half the sustained rate; "
-                    f"target p99 ≤ 1 s), {n} probe frames")))
+            figures += percentile_figures(
+                f"{who}: alert latency at half the sustained rate, p50 / p95 / p99", latencies,
+                f"the {rates_used} frames/s step (nearest half the sustained rate; "
+                f"target p99 ≤ 1 s), {n} probe frames")
         figures.append(figure(f"{who}: worker RSS, peak", [p.rss_peak_mb for p in mine], "MB",
                               notes="per worker process (psutil)"))
         grown = [p.broker_rss_growth_mb for p in mine if p.broker_rss_growth_mb is not None]
