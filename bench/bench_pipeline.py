@@ -149,6 +149,7 @@ async def run_step(ctx: Context, rate: float, feeder: Feeder, scraper: Scraper,
     offered += await feeder.paced(ctx.frames[cursor + offered:], national, ctx.step_s / 2)
     acked_end, t_end = feeder.acked, time.perf_counter()
     end, cpu_end = await scraper.progress(), cpu.snapshot()
+    cpu_use = CpuWatch.between(cpu_mid, cpu_end)
     dt = end.at - mid.at
     try:
         worker_lag: int | None = await lags[0].lag()
@@ -169,7 +170,8 @@ async def run_step(ctx: Context, rate: float, feeder: Feeder, scraper: Scraper,
                 sinks_backlog_mid=sinks[0], sinks_backlog=sinks[1],
                 worker_group_lag=worker_lag, sinks_group_lag=sinks_lag,
                 worker_rss_mb=[round(m, 1) for m in rss.peak_mb], broker_rss_mb=broker_rss,
-                cpu_percent=CpuWatch.percent(cpu_mid, cpu_end), sustained=ok, verdict=verdict)
+                cpu_percent=cpu_use.used, cpu_wait_percent=cpu_use.waiting,
+                cpu_pressure_percent=cpu_use.pressure, sustained=ok, verdict=verdict)
     return step, cursor + offered, (t0, time.perf_counter())
 
 
@@ -240,8 +242,9 @@ async def run_phase(ctx: Context, workers: int, run: int) -> Phase:
                   f"backlog worker {step.worker_backlog} / sinks {step.sinks_backlog}; "
                   f"committed lag {step.worker_group_lag} / {step.sinks_group_lag}; "
                   f"RSS {max(step.worker_rss_mb or [0]):.0f} MB (broker "
-                  f"{step.broker_rss_mb or 0:.0f} MB); CPU % {step.cpu_percent} "
-                  f"→ {step.verdict}", flush=True)
+                  f"{step.broker_rss_mb or 0:.0f} MB); CPU % {step.cpu_percent}, waiting "
+                  f"for a core % {step.cpu_wait_percent}, CPU pressure "
+                  f"{step.cpu_pressure_percent} % → {step.verdict}", flush=True)
             if not step.sustained:
                 break
         probe_task.cancel()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from bench.results import BenchResult, Figure, figure
+from bench.results import BenchResult, Figure, figure, median
 
 #: 100 000 stacks × one frame per 30 s.
 NATIONAL_FPS = 100_000 / 30
@@ -48,6 +48,12 @@ class Step(BaseModel):
         "every record in memory).")
     cpu_percent: dict[str, float] = Field(
         default_factory=dict, description="Second half of the step; 100 = one core.")
+    cpu_wait_percent: dict[str, float] = Field(
+        default_factory=dict, description="Second half of the step: runnable but no core free "
+        "(run-queue wait); 100 = one thread waiting the whole time.")
+    cpu_pressure_percent: float | None = Field(
+        default=None, description="Second half of the step: share of the time some task on "
+        "the machine waited for a core (PSI \"some\").")
     latency: Latency = Field(default_factory=Latency)
     sustained: bool
     verdict: str
@@ -155,6 +161,30 @@ def percentile_figures(row: str, latencies: list[Latency], notes: str) -> list[F
                    row=row, notes=notes) for q in ("p50", "p95", "p99")]
 
 
+def saturation_figures(who: str, phases: list[Phase]) -> list[Figure]:
+    """Was the machine full at the ladder's top step? Its CPU pressure, and how long the
+    workers were ready to run with no core free, next to the CPU they got."""
+    tops = [p.steps[-1] for p in phases if p.steps]
+    pressure = [s.cpu_pressure_percent for s in tops if s.cpu_pressure_percent is not None]
+    waited = [s.cpu_wait_percent["workers"] for s in tops if "workers" in s.cpu_wait_percent]
+    used = [s.cpu_percent["workers"] for s in tops if "workers" in s.cpu_percent]
+    if not tops:
+        return []
+    top = "/".join(sorted({f"{s.offered_fps:g}" for s in tops}))
+    figures = []
+    if pressure:
+        figures.append(figure(
+            f"{who}: CPU pressure at the top step", pressure, "%",
+            notes=f"the {top} frames/s step: share of the time some runnable task on the "
+            "machine waited for a core (Linux PSI \"some\")"))
+    if waited and used:
+        figures.append(figure(
+            f"{who}: workers waiting for a core at the top step", waited, "% of a core",
+            notes=f"the {top} frames/s step: run-queue wait of the worker processes "
+            f"(schedstat) while they ran {median(used):.0f} % of a core"))
+    return figures
+
+
 def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
                step_s: float) -> list[Figure]:
     """The README figures: per worker count (median over runs), then ratios to baselines."""
@@ -204,6 +234,7 @@ def figures_of(phases: list[Phase], baselines: BenchResult, rates: list[float],
                 notes="the embedded Tansu keeps every record in memory; RSS at the last "
                 "step's end − at the ladder's start (producer batches compressed: "
                 "kafka.compression)"))
+        figures += saturation_figures(who, mine)
     ok = [p for p in phases if p.error is None]
     if ok:
         best = max(ok, key=lambda p: p.sustained_fps)

@@ -9,7 +9,9 @@
   offset is read from the log itself (the last batch is fetched), because Tansu reports the
   last batch's base offset + 1 as the end.
 * Alert events are consumed from the alerts topic the moment they arrive (latency probes).
-* RSS of the workers and CPU % per process group (psutil) say where the machine's time went.
+* RSS of the workers and CPU % per process group (psutil) say where the machine's time went;
+  the run-queue wait of each group (`/proc/<pid>/task/*/schedstat`) and the machine's CPU
+  pressure (PSI) say whether it was full: time a process was ready to run but had no core.
 """
 
 from __future__ import annotations
@@ -18,17 +20,21 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, Field
 
 from stackwatch.beijing_time import CST
 from stackwatch.models import AlertEvent, Rule
 from streams.kafka_transport import FETCH_MAX_WAIT_MS
 
 AGGREGATE_TABLES = ("minute_aggregates", "hour_aggregates", "day_aggregates")
+PROC_ROOT = Path("/proc")
+CPU_PRESSURE = PROC_ROOT / "pressure" / "cpu"
 
 
 @dataclass(frozen=True)
@@ -213,28 +219,97 @@ def cpu_seconds(pid: int, *, children: bool) -> float:
     return used
 
 
+def schedstat_wait_s(process_dir: Path) -> float:
+    """Seconds the threads of one process spent runnable but waiting for a CPU.
+
+    Each `task/<tid>/schedstat` holds "<ns on a CPU> <ns waiting on a run queue> <slices>"
+    (Linux `Documentation/scheduler/sched-stats.rst`); a missing or unreadable task (it just
+    ended) counts 0.
+    """
+    waited_ns = 0
+    for stat in process_dir.glob("task/*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            waited_ns += int(stat.read_text().split()[1])
+    return waited_ns / 1e9
+
+
+def run_queue_seconds(pid: int, *, children: bool, proc_root: Path = PROC_ROOT) -> float:
+    """Run-queue wait of a process (and, if asked, of its live children), seconds: CPU time
+    it would have used had a core been free."""
+    try:
+        proc = psutil.Process(pid)
+        pids = [pid, *(c.pid for c in proc.children(recursive=True))] if children else [pid]
+    except psutil.Error:
+        return 0.0
+    return sum(schedstat_wait_s(proc_root / str(p)) for p in pids)
+
+
+def cpu_pressure_seconds(path: Path = CPU_PRESSURE) -> float | None:
+    """The machine's CPU pressure stall total (PSI "some": time during which at least one
+    runnable task waited for a CPU), seconds; None where the kernel has no PSI."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
+        if line.startswith("some ") and "total" in fields:
+            return int(fields["total"]) / 1e6  # microseconds
+    return None
+
+
+class CpuSnapshot(BaseModel):
+    """Cumulative CPU and run-queue seconds per label, and the machine's PSI total, at `at`."""
+
+    at: float
+    used: dict[str, float]
+    waited: dict[str, float]
+    pressure_s: float | None
+
+
+class CpuUse(BaseModel):
+    """Between two snapshots, as % of one core (of wall time for `pressure`)."""
+
+    used: dict[str, float]
+    waiting: dict[str, float] = Field(description="Runnable, but no core was free.")
+    pressure: float | None = Field(
+        description="Share of the time some task on the machine waited for a core (PSI).")
+
+
 @dataclass
 class CpuWatch:
-    """Where the CPU goes: seconds used per group of processes, between two snapshots.
+    """Where the CPU goes, and what waited for it, per group of processes.
 
     `groups` maps a label to (PIDs, whether to count their children): PostgreSQL's work is
     done by the postmaster's children; this process must not count the workers it spawned.
+    The wait says whether the machine is full: a process that waits as long as it runs would
+    have run twice as much on a free core.
     """
 
     groups: dict[str, tuple[list[int], bool]]
 
-    def snapshot(self) -> tuple[float, dict[str, float]]:
-        """(perf_counter, CPU seconds per label) now."""
-        used = {label: sum(cpu_seconds(pid, children=kids) for pid in pids)
-                for label, (pids, kids) in self.groups.items()}
-        return time.perf_counter(), used
+    def snapshot(self) -> CpuSnapshot:
+        """Cumulative seconds per label now."""
+        return CpuSnapshot(
+            at=time.perf_counter(),
+            used={label: sum(cpu_seconds(pid, children=kids) for pid in pids)
+                  for label, (pids, kids) in self.groups.items()},
+            waited={label: sum(run_queue_seconds(pid, children=kids) for pid in pids)
+                    for label, (pids, kids) in self.groups.items()},
+            pressure_s=cpu_pressure_seconds())
 
     @staticmethod
-    def percent(a: tuple[float, dict[str, float]], b: tuple[float, dict[str, float]]
-                ) -> dict[str, float]:
-        """CPU % per label between two snapshots (100 % = one core)."""
-        dt = max(b[0] - a[0], 1e-9)
-        return {k: round(100 * (b[1][k] - a[1].get(k, 0.0)) / dt, 1) for k in b[1]}
+    def between(a: CpuSnapshot, b: CpuSnapshot) -> CpuUse:
+        """CPU used and waited for, per label, between two snapshots (100 % = one core)."""
+        dt = max(b.at - a.at, 1e-9)
+
+        def per_label(x: dict[str, float], y: dict[str, float]) -> dict[str, float]:
+            return {k: round(100 * (y[k] - x.get(k, 0.0)) / dt, 1) for k in y}
+
+        pressure = (None if a.pressure_s is None or b.pressure_s is None
+                    else round(100 * (b.pressure_s - a.pressure_s) / dt, 1))
+        return CpuUse(used=per_label(a.used, b.used), waiting=per_label(a.waited, b.waited),
+                      pressure=pressure)
 
 
 class AlertWatch:
