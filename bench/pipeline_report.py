@@ -13,9 +13,9 @@ from bench.results import BenchResult, Figure, figure, median
 #: 100 000 stacks × one frame per 30 s.
 NATIONAL_FPS = 100_000 / 30
 WHY_SLOW = ("< 1 on this 2-core machine: gateway, loggers, worker, sinks, Tansu and PostgreSQL "
-            "share two cores, nearly all used at 400 frames/s offered (worker ~64 %, Tansu "
-            "~60 %, loggers and gateway ~25 %, sinks ~24 %, PostgreSQL ~5 % of a core); Tansu's "
-            "fetches cost more as its log grows (README \"Quirks\")")
+            "share two cores; at the ladder's top step some task waits for a core most of the "
+            "time and the workers wait for one nearly as long as they run (the CPU pressure "
+            "rows below); Tansu's fetches cost more as its log grows (README \"Quirks\")")
 
 
 class Latency(BaseModel):
