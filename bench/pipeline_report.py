@@ -14,8 +14,9 @@ from bench.results import BenchResult, Figure, figure, median
 NATIONAL_FPS = 100_000 / 30
 WHY_SLOW = ("< 1 on this 2-core machine: gateway, loggers, worker, sinks, Tansu and PostgreSQL "
             "share two cores; at the ladder's top step some task waits for a core most of the "
-            "time and the workers wait for one nearly as long as they run (the CPU pressure "
-            "rows below); Tansu's fetches cost more as its log grows (README \"Quirks\")")
+            "time and the workers wait for one for a good part of the time they run (the "
+            "CPU pressure rows below); Tansu's fetches cost more as its log grows (README "
+            "\"Quirks\")")
 
 
 class Latency(BaseModel):
