@@ -105,6 +105,13 @@ def split_logins(frames: list[ReplayFrame]) -> tuple[list[ReplayFrame], list[Rep
     return logins, rest
 
 
+def login_notes(logins: int, loggers: int) -> str:
+    """The README note of the logins figure."""
+    return (f"{logins} first frames, one per MN on the wire, the unreadable frames' line included "
+            f"(the registry holds {loggers} loggers); the gateway checks each password with "
+            f"scrypt (N = {DEFAULT_N:,}) once per process, about 50 ms of CPU each")
+
+
 def capture_files() -> list[Path]:
     """The shared real hours, in order."""
     files = sorted(CAPTURE.glob(CAPTURE_GLOB))
@@ -258,9 +265,7 @@ def run(opts: BenchOptions) -> list[BenchResult]:
     loggers = len(registry.stacks)
     result.figures = [
         figure("logins: every logger's first frame, end to end", [r.login_s for r in results],
-               "s", digits=1, notes=f"{results[0].login_frames} loggers after the warm-up "
-               f"frame's; the gateway checks each password with scrypt (N = {DEFAULT_N:,}) "
-               "once per process, about 50 ms of CPU each"),
+               "s", digits=1, notes=login_notes(results[0].login_frames, loggers)),
         figure("end-to-end replay of the shared hours after the logins",
                [r.end_to_end_s for r in results], "s", digits=1,
                notes=f"{results[0].frames:,} frames from {loggers} real loggers, one TCP "
