@@ -166,11 +166,11 @@ def saturation_figures(who: str, phases: list[Phase]) -> list[Figure]:
     """Was the machine full at the ladder's top step? Its CPU pressure, and how long the
     workers were ready to run with no core free, next to the CPU they got."""
     tops = [p.steps[-1] for p in phases if p.steps]
+    if not tops:
+        return []
     pressure = [s.cpu_pressure_percent for s in tops if s.cpu_pressure_percent is not None]
     waited = [s.cpu_wait_percent["workers"] for s in tops if "workers" in s.cpu_wait_percent]
     used = [s.cpu_percent["workers"] for s in tops if "workers" in s.cpu_percent]
-    if not tops:
-        return []
     top = "/".join(sorted({f"{s.offered_fps:g}" for s in tops}))
     figures = []
     if pressure:

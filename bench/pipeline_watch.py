@@ -204,15 +204,19 @@ def rss_mb(pid: int | None) -> float | None:
     return round(rss / 2**20, 1)
 
 
-def cpu_seconds(pid: int, *, children: bool) -> float:
-    """User + system CPU seconds of a process (and, if asked, of its live children)."""
+def process_tree(pid: int, *, children: bool) -> list[psutil.Process]:
+    """A process and, if asked, its live children ([] when it is gone)."""
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *(proc.children(recursive=True) if children else [])]
+        return [proc, *(proc.children(recursive=True) if children else [])]
     except psutil.Error:
-        return 0.0
+        return []
+
+
+def cpu_seconds(pid: int, *, children: bool) -> float:
+    """User + system CPU seconds of a process (and, if asked, of its live children)."""
     used = 0.0
-    for p in procs:
+    for p in process_tree(pid, children=children):
         with contextlib.suppress(psutil.Error):
             times = p.cpu_times()
             used += times.user + times.system
@@ -233,15 +237,11 @@ def schedstat_wait_s(process_dir: Path) -> float:
     return waited_ns / 1e9
 
 
-def run_queue_seconds(pid: int, *, children: bool, proc_root: Path = PROC_ROOT) -> float:
+def run_queue_seconds(pid: int, *, children: bool) -> float:
     """Run-queue wait of a process (and, if asked, of its live children), seconds: CPU time
     it would have used had a core been free."""
-    try:
-        proc = psutil.Process(pid)
-        pids = [pid, *(c.pid for c in proc.children(recursive=True))] if children else [pid]
-    except psutil.Error:
-        return 0.0
-    return sum(schedstat_wait_s(proc_root / str(p)) for p in pids)
+    return sum(schedstat_wait_s(PROC_ROOT / str(p.pid))
+               for p in process_tree(pid, children=children))
 
 
 def cpu_pressure_seconds(path: Path = CPU_PRESSURE) -> float | None:
